@@ -1,0 +1,150 @@
+"""Instant group co-segmentation (§3.4, Algorithm 1) and the pairwise protocol it replaces.
+
+``segment_group`` runs in O(N): every image is encoded once and gives its attention
+alpha_i (Algorithm 1, lines 2–4); the attentions are reduced over the group (line 5:
+mean = Group Average Attention, or min = Group Minimum Attention); every image is
+decoded with the reduced attention (lines 6–8). What each variant does with the
+reduced attention alpha_g:
+
+* CA:  f'_i = alpha_g (.) f_i. Algorithm 1 averages all N attentions, each image's own
+  included, so a group of two is *not* the pair forward (where an image only gets the
+  other's attention).
+* FCA: alpha_C = sigmoid(W_f (2 alpha_g) + b_f) for every image, the fused input
+  scaled by two so that a group of two with the mean equals the pair forward (eq. 5).
+* CSA: f'_i = alpha_g (.) alpha^s_i (.) f_i, each image keeping its own spatial map.
+* none: the attention is ignored (Pixel Objectness).
+
+``leave_one_out=True`` gives image i the reduction of the *other* images' attentions
+(FCA fuses alpha_i with it), so a group of two equals the pair forward for every
+variant. A group of one co-segments the image with its own attention (with or
+without leave-one-out, there being no other image).
+
+Images run through fixed-size chunks (the last one padded), vmapped over the group
+axis, so one compiled function serves every N and device memory depends on the
+chunk size, not on N.
+"""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coseg_jax.models.attention import reduce_group
+from coseg_jax.models.coseg import CoSegNet, check_images
+from coseg_jax.preprocessing import preprocess
+
+
+def as_group(images):
+  """A list or array of N images -> float32 [N, H, W, 3] (uint8 input is preprocessed)."""
+  if len(images) == 0:
+    raise ValueError("empty group: segment_group needs at least one image")
+  shapes = sorted({tuple(np.shape(image)) for image in images})
+  if len(shapes) > 1:
+    raise ValueError(f"all images of a group must have the same shape (resize them first), "
+                     f"got {len(shapes)} different shapes: {shapes[:5]}")
+  images = np.stack([np.asarray(image) for image in images])
+  check_images(images, "group images")
+  return preprocess(images) if images.dtype == np.uint8 else images.astype(np.float32)
+
+
+def _chunks(n, chunk_size):
+  if chunk_size < 1:
+    raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+  return [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
+
+
+def _pad(x, size):
+  """Pads axis 0 of x to ``size`` by repeating its first row (valid data, discarded later)."""
+  if len(x) == size:
+    return x
+  return np.concatenate([x, np.repeat(x[:1], size - len(x), axis=0)])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def encode_chunk(model: CoSegNet, variables, images):
+  """vmap over a chunk of images -> (features [K, h, w, C], own attention [K, C])."""
+  def one(image):
+    f = model.apply(variables, image[None], method=CoSegNet.encode)
+    return f[0], model.apply(variables, f, method=CoSegNet.attend)[0]
+  return jax.vmap(one)(images)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def decode_chunk(model: CoSegNet, variables, features, own, context):
+  """vmap over a chunk: combine(own, context), attend and decode -> P(foreground) [K, H, W]."""
+  def one(f, own_alpha, context_alpha):
+    alpha = model.apply(variables, own_alpha[None], context_alpha[None], method=CoSegNet.combine)
+    logits = model.apply(variables, f[None], alpha, method=CoSegNet.decode)
+    return jax.nn.softmax(logits[0], axis=-1)[..., 1]
+  return jax.vmap(one)(features, own, context)
+
+
+def group_attention(model, variables, images, chunk_size=8):
+  """Algorithm 1, lines 2–4: (list of per-chunk feature maps, own attention [N, C])."""
+  images = as_group(images)
+  features, alphas = [], []
+  for start, stop in _chunks(len(images), chunk_size):
+    f, alpha = encode_chunk(model, variables, _pad(images[start:stop], chunk_size))
+    features.append(f)
+    alphas.append(np.asarray(alpha)[:stop - start])
+  return features, np.concatenate(alphas)
+
+
+def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_one_out=False,
+                  return_probs=False):
+  """Instant group co-segmentation of N images (Algorithm 1).
+
+  Args:
+    model: a ``CoSegNet``.
+    variables: its variables (eval mode: BatchNorm running statistics are used).
+    images: N images of one shape [H, W, 3], H and W multiples of 32; uint8 RGB is
+      preprocessed, float is taken as already torchvision-normalised.
+    reduce: "mean" (Group Average Attention) or "min" (Group Minimum Attention).
+    chunk_size: images per compiled call; bounds device memory.
+    leave_one_out: attend image i with the reduction over the other images.
+    return_probs: also return the foreground probabilities.
+
+  Returns:
+    bool [N, H, W] foreground masks, and float32 [N, H, W] probabilities if asked.
+  """
+  features, alphas = group_attention(model, variables, images, chunk_size)
+  context = reduce_group(alphas, reduce, leave_one_out)
+  own = alphas if leave_one_out else context
+  probs = []
+  for f, (start, stop) in zip(features, _chunks(len(alphas), chunk_size)):
+    p = decode_chunk(model, variables, f, _pad(own[start:stop], chunk_size),
+                     _pad(context[start:stop], chunk_size))
+    probs.append(np.asarray(p)[:stop - start])
+  probs = np.concatenate(probs)
+  return (probs > 0.5, probs) if return_probs else probs > 0.5
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def pair_chunk(model: CoSegNet, variables, images_a, images_b):
+  """The pair model on a chunk of pairs -> P(foreground) of both images [K, H, W] each."""
+  logits_a, logits_b = model.apply(variables, images_a, images_b)
+  return jax.nn.softmax(logits_a)[..., 1], jax.nn.softmax(logits_b)[..., 1]
+
+
+def segment_pairwise(model, variables, images, chunk_size=8, return_probs=False):
+  """The O(N^2) protocol (Tables 1–3, 5): every unordered pair through the pair model.
+
+  Each image's foreground probability is averaged over its N-1 pairs. Needs N >= 2.
+  Returns bool [N, H, W] masks (and the averaged probabilities if asked).
+  """
+  images = as_group(images)
+  n = len(images)
+  if n < 2:
+    raise ValueError(f"segment_pairwise needs at least 2 images, got {n}")
+  pairs = np.array(list(itertools.combinations(range(n), 2)))
+  total = np.zeros(images.shape[:3], np.float64)
+  for start, stop in _chunks(len(pairs), chunk_size):
+    chunk = _pad(pairs[start:stop], chunk_size)
+    prob_a, prob_b = pair_chunk(model, variables, images[chunk[:, 0]], images[chunk[:, 1]])
+    k = stop - start
+    np.add.at(total, chunk[:k, 0], np.asarray(prob_a)[:k])
+    np.add.at(total, chunk[:k, 1], np.asarray(prob_b)[:k])
+  probs = (total / (n - 1)).astype(np.float32)
+  return (probs > 0.5, probs) if return_probs else probs > 0.5

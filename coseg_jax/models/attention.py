@@ -1,0 +1,135 @@
+"""Semantic attention learners (paper §3.1–3.3) and group reductions (§3.4).
+
+Every learner splits into three steps so that the pair model and Algorithm 1 share them:
+
+* ``__call__(f)``: the image's own channel attention alpha = sigmoid(W^T GAP(f) + b)
+  (eq. 1–2, 8–9), shape [B, C];
+* ``combine(own, context)``: the channel attention actually applied to an image, given
+  its own alpha and the context alpha from the other image(s);
+* ``attend(f, alpha)``: the attended feature map f' fed to the decoder.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+
+def global_average_pool(f):
+  """AvgPool over the spatial axes of an NHWC map -> [B, C]."""
+  return jnp.mean(f, axis=(1, 2))
+
+
+def scale_channels(f, alpha):
+  """alpha (.) f with alpha [B, C] broadcast over H, W."""
+  return f * alpha[:, None, None, :].astype(f.dtype)
+
+
+class ChannelAttention(nn.Module):
+  """CA, eq. (1)–(4): f'_A = alpha_B (.) f_A and f'_B = alpha_A (.) f_B.
+
+  The FC layer W (C -> C) is shared by both images.
+  """
+  features: int = 512
+  dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    self.fc = nn.Dense(self.features, dtype=self.dtype)
+
+  def __call__(self, f):
+    """alpha = sigmoid(W^T * AvgPool(f) + b), eq. (1)–(2)."""
+    return nn.sigmoid(self.fc(global_average_pool(f)))
+
+  def combine(self, own, context):
+    """Eq. (3)–(4): an image is attended by the *other* image's alpha."""
+    del own
+    return context
+
+  def attend(self, f, alpha):
+    return scale_channels(f, alpha)
+
+
+class FusedChannelAttention(ChannelAttention):
+  """FCA, eq. (5)–(7): alpha_C = sigmoid(W_f^T * (alpha_A + alpha_B) + b_f) for both images."""
+
+  def setup(self):
+    super().setup()
+    self.fuse = nn.Dense(self.features, dtype=self.dtype)
+
+  def combine(self, own, context):
+    """Eq. (5): fuse the two attentions; the result is the same for both images."""
+    return nn.sigmoid(self.fuse(own + context))
+
+
+class ChannelSpatialAttention(ChannelAttention):
+  """CSA, eq. (8)–(13): f'_A = alpha^c_B (.) alpha^s_A (.) f_A.
+
+  The channel attention alpha^c is CA's (eq. 8–9); the spatial map
+  alpha^s = sigmoid(mean over channels of f) (eq. 10–11) is always the image's own.
+  """
+
+  def spatial(self, f):
+    """alpha^s, eq. (10)–(11): [B, H, W, 1]."""
+    return nn.sigmoid(jnp.mean(f, axis=-1, keepdims=True))
+
+  def attend(self, f, alpha):
+    """Eq. (12)–(13)."""
+    return scale_channels(f, alpha) * self.spatial(f)
+
+
+class NoAttention(nn.Module):
+  """Identity learner: encoder + decoder only (Pixel Objectness, the paper's §4.2 baseline)."""
+  features: int = 512
+  dtype: jnp.dtype = jnp.float32
+
+  def __call__(self, f):
+    return jnp.ones(f.shape[:1] + f.shape[-1:], jnp.float32)
+
+  def combine(self, own, context):
+    del own
+    return context
+
+  def attend(self, f, alpha):
+    del alpha
+    return f
+
+
+ATTENTIONS = {
+    "ca": ChannelAttention,
+    "fca": FusedChannelAttention,
+    "csa": ChannelSpatialAttention,
+    "none": NoAttention,
+}
+
+REDUCTIONS = ("mean", "min")
+
+
+def reduce_group(alphas, reduce="mean", leave_one_out=False):
+  """Context attention of every image of a group (Algorithm 1, line 5), on the host.
+
+  Args:
+    alphas: [N, C] attention of every image of the group.
+    reduce: "mean" (Group Average Attention, Algorithm 1) or "min" (Group Minimum
+      Attention, §4.4: only channels active in every image survive).
+    leave_one_out: if True, image i gets the reduction over the *other* images only,
+      so a group of two equals the pair forward. A group of one has no other image
+      and falls back to its own attention.
+
+  Returns:
+    float32 numpy [N, C]; all rows are equal unless ``leave_one_out``.
+  """
+  if reduce not in REDUCTIONS:
+    raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+  alphas = np.asarray(alphas, np.float64)
+  n = alphas.shape[0]
+  if n == 0:
+    raise ValueError("cannot reduce the attention of an empty group")
+  if reduce == "mean":
+    total = alphas.sum(axis=0, keepdims=True)
+    context = (total - alphas) / (n - 1) if leave_one_out and n > 1 else total / n
+  elif not leave_one_out or n == 1:
+    context = alphas.min(axis=0, keepdims=True)
+  else:
+    smallest, second = np.partition(alphas, 1, axis=0)[:2]
+    is_argmin = np.arange(n)[:, None] == alphas.argmin(axis=0)[None, :]
+    context = np.where(is_argmin, second, smallest)
+  return np.broadcast_to(context, alphas.shape).astype(np.float32)

@@ -1,0 +1,82 @@
+"""CoSegNet: Siamese VGG16 encoder -> semantic attention learner -> Siamese decoder (Fig. 2).
+
+The model is split into the two parts of Algorithm 1 so that the pair forward and
+instant group co-segmentation (``coseg_jax.group``) run the same code:
+``encode`` -> ``attend`` (own attention) -> ``combine`` (with the context attention)
+-> ``decode``.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from coseg_jax.models.attention import ATTENTIONS
+from coseg_jax.models.decoder import PAPER_DECODER_WIDTHS, Decoder
+from coseg_jax.models.vgg import VGG16_WIDTHS, VGG16Encoder
+
+STRIDE = 32
+
+
+def check_images(x, name="images"):
+  """Raises a ValueError naming the problem unless x is [B, H, W, 3] with H, W multiples of 32."""
+  if x.ndim != 4 or x.shape[-1] != 3:
+    raise ValueError(f"{name} must be [B, H, W, 3] (NHWC, RGB), got shape {tuple(x.shape)}")
+  if x.shape[1] % STRIDE or x.shape[2] % STRIDE or x.shape[1] == 0 or x.shape[2] == 0:
+    raise ValueError(f"{name}: height and width must be positive multiples of {STRIDE} "
+                     f"(the encoder's stride), got {x.shape[1]}x{x.shape[2]}")
+
+
+class CoSegNet(nn.Module):
+  """The co-segmentation network of §3 with attention "ca" | "fca" | "csa" | "none".
+
+  ``apply(variables, img_a, img_b, train=False) -> (logits_a, logits_b)``: images
+  [B, H, W, 3] float32 torchvision-normalised (``coseg_jax.preprocess``), logits
+  [B, H, W, 2] float32 (class 1 = foreground). Both images of a pair go through the
+  encoder and decoder as one batch of 2B (a Siamese network with shared weights), so
+  in training BatchNorm normalises over both images of every pair.
+  """
+  attention: str = "csa"
+  encoder_widths: Sequence[int] = VGG16_WIDTHS
+  decoder_widths: Sequence[int] = PAPER_DECODER_WIDTHS
+  num_classes: int = 2
+  dropout_rate: float = 0.2
+  dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    if self.attention not in ATTENTIONS:
+      raise ValueError(f"attention must be one of {sorted(ATTENTIONS)}, got {self.attention!r}")
+    self.encoder = VGG16Encoder(self.encoder_widths, dtype=self.dtype)
+    self.learner = ATTENTIONS[self.attention](self.encoder_widths[-1], dtype=self.dtype)
+    self.decoder = Decoder(self.decoder_widths, self.num_classes, self.dropout_rate,
+                           dtype=self.dtype)
+
+  def encode(self, x):
+    """[B, H, W, 3] -> pool5 feature map f [B, H/32, W/32, C]."""
+    check_images(x)
+    return self.encoder(x.astype(self.dtype))
+
+  def attend(self, f):
+    """The image's own channel attention alpha [B, C] (eq. 1–2, 8–9; ones for "none")."""
+    return self.learner(f)
+
+  def combine(self, own, context):
+    """Channel attention applied to an image given its own and the context alpha (eq. 3–5)."""
+    return self.learner.combine(own, context)
+
+  def decode(self, f, alpha, train: bool = False):
+    """Attend f with alpha (eq. 3–4, 6–7, 12–13) and decode to logits [B, H, W, 2]."""
+    return self.decoder(self.learner.attend(f, alpha), train=train)
+
+  def __call__(self, img_a, img_b, train: bool = False):
+    check_images(img_a, "img_a")
+    check_images(img_b, "img_b")
+    if img_a.shape != img_b.shape:
+      raise ValueError(f"img_a and img_b must have the same shape, got {tuple(img_a.shape)} "
+                       f"and {tuple(img_b.shape)}")
+    f = self.encode(jnp.concatenate([img_a, img_b]))
+    alpha = self.attend(f)
+    alpha_a, alpha_b = jnp.split(alpha, 2)
+    context = jnp.concatenate([alpha_b, alpha_a])  # each image gets the other's attention
+    logits = self.decode(f, self.combine(alpha, context), train=train)
+    return tuple(jnp.split(logits, 2))
