@@ -1,0 +1,179 @@
+"""CoSegNet: shapes, the attention equations (1)–(13), splitting, and input errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from coseg_jax import CoSegNet, init_variables, preprocess
+from coseg_jax.models.decoder import upsample2x
+from coseg_jax.models.vgg import conv_indices
+
+SIZE = 64
+SMALL = dict(encoder_widths=(8, 8, 16, 16, 16), decoder_widths=(16, 8, 8, 8))
+
+
+def images(seed, n=2, size=SIZE):
+  rng = np.random.RandomState(seed)
+  return preprocess(rng.randint(0, 256, (n, size, size, 3)).astype(np.uint8))
+
+
+@pytest.fixture(scope="module", params=["ca", "fca", "csa", "none"])
+def small(request):
+  model = CoSegNet(request.param, **SMALL)
+  return model, init_variables(model, jax.random.key(0), SIZE)
+
+
+def test_encoder_names_follow_torchvision():
+  assert conv_indices() == (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+  model = CoSegNet("ca")
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+                                             jnp.zeros((1, 32, 32, 3))))
+  encoder = shapes["params"]["encoder"]
+  assert sorted(encoder) == sorted(f"features_{i}" for i in conv_indices())
+  assert encoder["features_28"]["kernel"].shape == (3, 3, 512, 512)
+  decoder = shapes["params"]["decoder"]
+  assert [decoder[f"conv_{i}"]["kernel"].shape[-1] for i in range(5)] == [256, 128, 64, 32, 2]
+
+
+def test_pair_forward_shapes_and_encode(small):
+  model, variables = small
+  x = images(0)
+  logits_a, logits_b = model.apply(variables, x[:1], x[1:])
+  assert logits_a.shape == logits_b.shape == (1, SIZE, SIZE, 2)
+  assert logits_a.dtype == jnp.float32
+  f = model.apply(variables, x, method=CoSegNet.encode)
+  assert f.shape == (2, SIZE // 32, SIZE // 32, 16)
+
+
+def test_pair_forward_equals_split_parts(small):
+  """__call__ is encode -> attend -> combine(own, other's) -> decode (Algorithm 1 split)."""
+  model, variables = small
+  x = images(1)
+  logits_a, logits_b = model.apply(variables, x[:1], x[1:])
+  f = model.apply(variables, x, method=CoSegNet.encode)
+  alpha = model.apply(variables, f, method=CoSegNet.attend)
+  for i, logits in enumerate((logits_a, logits_b)):
+    applied = model.apply(variables, alpha[i:i + 1], alpha[1 - i:2 - i], method=CoSegNet.combine)
+    expected = model.apply(variables, f[i:i + 1], applied, method=CoSegNet.decode)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def _parts(model, variables, x):
+  f = model.apply(variables, x, method=CoSegNet.encode)
+  params = variables["params"]["learner"]
+  gap = f.mean(axis=(1, 2))
+  alpha = jax.nn.sigmoid(gap @ params["fc"]["kernel"] + params["fc"]["bias"])
+  return f, alpha, params
+
+
+def test_ca_equations(small):
+  """Eq. (1)–(4): alpha = sigmoid(W GAP(f) + b); f'_A = alpha_B * f_A."""
+  model, variables = small
+  if model.attention != "ca":
+    pytest.skip("CA only")
+  x = images(2)
+  f, alpha, _ = _parts(model, variables, x)
+  np.testing.assert_allclose(model.apply(variables, f, method=CoSegNet.attend), alpha, rtol=1e-5)
+  attended = model.apply(variables, f[:1], alpha[1:],
+                         method=lambda m, f, a: m.learner.attend(f, a))
+  np.testing.assert_allclose(attended, f[:1] * alpha[1][None, None, None], rtol=1e-6)
+
+
+def test_fca_equations(small):
+  """Eq. (5)–(7): alpha_C = sigmoid(W_f (alpha_A + alpha_B) + b_f), same for both images."""
+  model, variables = small
+  if model.attention != "fca":
+    pytest.skip("FCA only")
+  x = images(3)
+  f, alpha, params = _parts(model, variables, x)
+  fused = jax.nn.sigmoid((alpha[0] + alpha[1]) @ params["fuse"]["kernel"] + params["fuse"]["bias"])
+  for own, other in ((0, 1), (1, 0)):
+    got = model.apply(variables, alpha[own:own + 1], alpha[other:other + 1],
+                      method=CoSegNet.combine)
+    np.testing.assert_allclose(got[0], fused, rtol=1e-5)
+
+
+def test_csa_equations(small):
+  """Eq. (10)–(13): f'_A = alpha^c_B * sigmoid(mean_c f_A) * f_A."""
+  model, variables = small
+  if model.attention != "csa":
+    pytest.skip("CSA only")
+  x = images(4)
+  f, alpha, _ = _parts(model, variables, x)
+  attended = model.apply(variables, f[:1], alpha[1:],
+                         method=lambda m, f, a: m.learner.attend(f, a))
+  spatial = jax.nn.sigmoid(f[:1].mean(axis=-1, keepdims=True))
+  np.testing.assert_allclose(attended, alpha[1][None, None, None] * spatial * f[:1], rtol=1e-5)
+
+
+def test_none_ignores_the_other_image(small):
+  model, variables = small
+  x = images(5, n=3)
+  if model.attention == "none":
+    a1, _ = model.apply(variables, x[:1], x[1:2])
+    a2, _ = model.apply(variables, x[:1], x[2:3])
+    np.testing.assert_allclose(a1, a2, rtol=1e-5, atol=1e-6)
+    assert "learner" not in variables["params"]
+  else:
+    a1, _ = model.apply(variables, x[:1], x[1:2])
+    a2, _ = model.apply(variables, x[:1], x[2:3])
+    assert np.abs(np.asarray(a1) - np.asarray(a2)).max() > 1e-6
+
+
+def test_swap_symmetry(small):
+  """Swapping the inputs swaps the outputs (shared weights, Siamese)."""
+  model, variables = small
+  x = images(6)
+  a, b = model.apply(variables, x[:1], x[1:])
+  b2, a2 = model.apply(variables, x[1:], x[:1])
+  np.testing.assert_allclose(a, a2, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(b, b2, rtol=1e-5, atol=1e-5)
+
+
+def test_train_mode_uses_dropout_and_updates_batch_stats():
+  model = CoSegNet("ca", dropout_rate=0.5, **SMALL)
+  variables = init_variables(model, jax.random.key(0), SIZE)
+  x = images(7)
+  run = lambda seed: model.apply(variables, x[:1], x[1:], train=True, mutable=["batch_stats"],
+                                 rngs={"dropout": jax.random.key(seed)})
+  (out1, _), new = run(1)
+  (out2, _), _ = run(2)
+  assert np.abs(np.asarray(out1) - np.asarray(out2)).max() > 1e-4
+  old = variables["batch_stats"]["decoder"]["bn_0"]["mean"]
+  assert np.abs(np.asarray(new["batch_stats"]["decoder"]["bn_0"]["mean"] - old)).max() > 0
+
+
+def test_upsample_is_nearest():
+  x = jnp.arange(4.0).reshape(1, 2, 2, 1)
+  np.testing.assert_array_equal(upsample2x(x)[0, :, :, 0],
+                                [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((1, 48, 64, 3), "multiples of 32"),
+    ((1, 64, 64, 1), r"\[B, H, W, 3\]"),
+    ((64, 64, 3), r"\[B, H, W, 3\]"),
+])
+def test_bad_image_shapes_are_named(small, shape, message):
+  model, variables = small
+  x = jnp.zeros(shape)
+  with pytest.raises(ValueError, match=message):
+    model.apply(variables, x, x)
+
+
+def test_mismatched_pair_and_unknown_attention():
+  model = CoSegNet("ca", **SMALL)
+  variables = init_variables(model, jax.random.key(0), SIZE)
+  with pytest.raises(ValueError, match="same shape"):
+    model.apply(variables, jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 32, 64, 3)))
+  with pytest.raises(ValueError, match="attention must be one of"):
+    init_variables(CoSegNet("se"), jax.random.key(0), 32)
+
+
+def test_preprocess_matches_torchvision_formula():
+  x = np.array([[[[0, 128, 255]]]], np.uint8)
+  expected = (np.array([0, 128, 255]) / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+  np.testing.assert_allclose(preprocess(x)[0, 0, 0], expected, rtol=1e-6)
+  with pytest.raises(ValueError, match="uint8"):
+    preprocess(x.astype(np.float32))
