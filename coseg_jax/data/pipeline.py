@@ -1,0 +1,285 @@
+"""The input pipeline: pair datasets -> resized, normalised, flipped, sharded batches.
+
+``build(data_config, split=..., batch_size=..., seed=...)`` returns an iterator of
+batches of pairs, each a dict of numpy arrays (B = ``batch_size // shard_count``)::
+
+  image_a, image_b  float32 [B, S, S, 3]  torchvision-normalised (``preprocess``)
+  mask_a, mask_b    uint8 [B, S, S]       1 co-segmented object, 0 not, 255 ignore
+  index             int32 [B]             pair index in the split's pair list (-1: padding)
+  valid             bool [B]              False for padding pairs (last eval batch)
+
+Images are resized to S x S with bilinear filtering (PIL, antialiased when shrinking),
+masks with nearest neighbour. "train" is endless: the pairs are reshuffled every
+epoch and each image is flipped left-right independently with probability 1/2 (if
+``flip``). "val" and "test" are one pass in a fixed order without flipping; their last
+global batch is padded to full size with ``valid=False`` pairs whose masks are all
+255, so every pair is seen exactly once and every batch has the same shape.
+
+The iterator is a ``grain.DatasetIterator``: ``get_state()`` returns a small JSON-able
+dict and ``set_state(state)`` restores it, after which the batches are bit-identical
+to those of an uninterrupted run (the order is a pure function of ``seed``). Worker
+threads (``num_threads``) fill a buffer of ``prefetch`` batches ahead of use.
+
+With ``shard_count`` hosts, host ``shard_index`` gets rows ``[shard_index * B,
+(shard_index + 1) * B)`` of every global batch of ``batch_size`` pairs, so the
+concatenation over hosts is exactly the unsharded batch.
+
+``iterate_groups(data_config, split=...)`` yields whole groups for group
+co-segmentation and evaluation.
+"""
+
+import dataclasses
+import functools
+import math
+
+import grain
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from coseg_jax.data import folders
+from coseg_jax.data import synthetic
+from coseg_jax.data import voc
+from coseg_jax.preprocessing import preprocess
+
+DATASETS = ("synthetic", "voc", "folder")
+SPLITS = ("train", "val", "test")
+IGNORE = 255
+
+
+def default_config():
+  """Every ``config.data`` key with its default value."""
+  config = ml_collections.ConfigDict()
+  config.dataset = "synthetic"  # "synthetic" | "voc" | "folder"
+  config.root = ""  # voc: VOCdevkit or VOC2012 folder; folder: the dataset folder
+  config.groups = ""  # folder: group names to use (comma-separated or list); "" = all
+  config.layout = "auto"  # folder: "auto" | "separate" | "groundtruth" | "plain"
+  config.on_mismatch = "error"  # folder: image/mask mismatch -> "error" | "skip" (warn, count)
+  config.image_size = 512  # S: images and masks are resized to S x S
+  config.flip = True  # train: random left-right flip of each image independently
+  config.num_threads = 4  # worker threads that read and preprocess batches
+  config.prefetch = 4  # batches prepared ahead of use
+  config.max_eval_pairs = 0  # voc/folder val/test: evenly spaced subset of pairs; 0 = all
+  config.voc_split_seed = 0  # voc: seed of the 724/725 val/test split of VOC2012 val
+  config.voc_pairs_dir = ""  # voc: read pairs from <dir>/<split>.txt; "" = all sharing pairs
+  config.voc_index_file = ""  # voc: JSON cache of per-image class sets; "" = no cache
+  config.num_categories = 6  # synthetic: object categories K (2..10)
+  config.num_train_pairs = 100_000  # synthetic: distinct train pairs (then repeated)
+  config.num_pairs = 512  # synthetic: pairs of the val and test splits
+  config.synthetic_seed = 0  # synthetic: content seed (the build seed only orders/flips)
+  config.group_size = 8  # synthetic groups: images per group
+  config.num_groups = 16  # synthetic groups: groups per split
+  config.common_fraction = 1.0  # synthetic groups: fraction of images with the common category
+  return config
+
+
+def resolve_config(data_config):
+  """``data_config`` over the defaults; unknown keys and bad values raise ``ValueError``."""
+  defaults = default_config().to_dict()
+  given = data_config.to_dict() if hasattr(data_config, "to_dict") else dict(data_config)
+  unknown = sorted(set(given) - set(defaults))
+  if unknown:
+    raise ValueError(f"unknown config.data key(s) {unknown}; known keys: {sorted(defaults)}")
+  config = ml_collections.ConfigDict({**defaults, **given})
+  if config.dataset not in DATASETS:
+    raise ValueError(f"config.data.dataset={config.dataset!r}: expected one of {DATASETS}")
+  if config.dataset != "synthetic" and not config.root:
+    raise ValueError(f"config.data.root is empty: dataset {config.dataset!r} needs the folder "
+                     "holding it (see docs/data.md)")
+  for key in ("image_size", "num_threads", "prefetch"):
+    if int(config[key]) < (1 if key == "image_size" else 0):
+      raise ValueError(f"config.data.{key}={config[key]}: expected a positive integer")
+  return config
+
+
+def _check_split(split):
+  if split not in SPLITS:
+    raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+
+
+def _folder_dataset(config):
+  return folders.scan(config.root, layout=config.layout, groups=config.groups or None,
+                      on_mismatch=config.on_mismatch)
+
+
+def _subsample(pairs, count):
+  """Evenly spaced ``count`` rows of ``pairs`` (all if ``count`` is 0 or too large)."""
+  if not count or count >= len(pairs):
+    return pairs
+  return pairs[np.linspace(0, len(pairs) - 1, count).round().astype(int)]
+
+
+def pair_source(data_config, split):
+  """The pairs of ``split`` as a sequence of raw samples (uint8 images at file size).
+
+  VOC uses its train / val / test splits; a folder dataset has one set of pairs
+  (all unordered pairs within each group) for every split; the synthetic set has a
+  disjoint stream of pairs per split.
+  """
+  _check_split(split)
+  config = resolve_config(data_config)
+  evaluating = split != "train"
+  if config.dataset == "synthetic":
+    count = config.num_pairs if evaluating else config.num_train_pairs
+    return synthetic.SyntheticPairs(count, config.image_size, config.num_categories,
+                                    config.synthetic_seed, split)
+  if config.dataset == "voc":
+    pairs_file = f"{config.voc_pairs_dir}/{split}.txt" if config.voc_pairs_dir else None
+    source = voc.load_pairs(config.root, split, split_seed=config.voc_split_seed,
+                            cache_file=config.voc_index_file or None, pairs_file=pairs_file)
+    if evaluating:
+      source = dataclasses.replace(source, pairs=_subsample(source.pairs, config.max_eval_pairs))
+    return source
+  dataset = _folder_dataset(config)
+  if not dataset.has_masks and not evaluating:
+    raise ValueError(f"{config.root}: layout {dataset.layout!r} has no masks, so it cannot be "
+                     "used for training")
+  source = folders.FolderPairs.from_dataset(dataset)
+  if evaluating:
+    source = dataclasses.replace(source, pairs=_subsample(source.pairs, config.max_eval_pairs))
+  return source
+
+
+def resize_image(image, size):
+  """uint8 [H, W, 3] -> uint8 [size, size, 3], bilinear."""
+  if image.shape[:2] == (size, size):
+    return image
+  return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def resize_mask(mask, size):
+  """uint8 or bool [H, W] -> same dtype [size, size], nearest neighbour."""
+  if mask.shape == (size, size):
+    return mask
+  resized = Image.fromarray(mask.astype(np.uint8)).resize((size, size), Image.Resampling.NEAREST)
+  return np.asarray(resized).astype(mask.dtype)
+
+
+def _example(source, size, index):
+  """Pair ``index`` of ``source`` resized, as uint8 images and masks."""
+  sample = source[index]
+  return {
+      "image_a": resize_image(sample["image_a"], size),
+      "image_b": resize_image(sample["image_b"], size),
+      "mask_a": resize_mask(sample["mask_a"], size),
+      "mask_b": resize_mask(sample["mask_b"], size),
+      "index": np.int32(index),
+      "valid": np.bool_(True),
+  }
+
+
+def _padding(size):
+  """A pair that fills the last eval batch: black images, all-ignore masks, valid=False."""
+  image, mask = np.zeros((size, size, 3), np.uint8), np.full((size, size), IGNORE, np.uint8)
+  return {"image_a": image, "image_b": image, "mask_a": mask, "mask_b": mask,
+          "index": np.int32(-1), "valid": np.bool_(False)}
+
+
+def _flip(example, rng):
+  """Flips image a (with its mask) and image b (with its) left-right, each with p = 1/2."""
+  example = dict(example)
+  for side in ("a", "b"):
+    if rng.uniform() < 0.5:
+      example[f"image_{side}"] = example[f"image_{side}"][:, ::-1]
+      example[f"mask_{side}"] = example[f"mask_{side}"][:, ::-1]
+  return example
+
+
+def _normalise(example):
+  """uint8 images -> float32 torchvision-normalised; masks and the rest unchanged."""
+  return {**example, "image_a": preprocess(np.ascontiguousarray(example["image_a"])),
+          "image_b": preprocess(np.ascontiguousarray(example["image_b"])),
+          "mask_a": np.ascontiguousarray(example["mask_a"]),
+          "mask_b": np.ascontiguousarray(example["mask_b"])}
+
+
+def _load_or_pad(source, size, index):
+  return _example(source, size, index) if index < len(source) else _padding(size)
+
+
+def dataset(data_config, *, split, batch_size, seed, shard_index=0, shard_count=1):
+  """The batches of ``build`` as a ``grain.MapDataset`` (``len`` = batches per pass).
+
+  Same arguments as ``build``; for "train" the length is practically infinite.
+  """
+  _check_split(split)
+  config = resolve_config(data_config)
+  if not 0 <= shard_index < shard_count:
+    raise ValueError(f"shard_index={shard_index}, shard_count={shard_count}: expected "
+                     "0 <= shard_index < shard_count")
+  if batch_size <= 0 or batch_size % shard_count:
+    raise ValueError(f"batch_size={batch_size}: expected a positive multiple of "
+                     f"shard_count={shard_count} (it is the global batch size)")
+  if not 0 <= seed < 2**32:
+    raise ValueError(f"seed={seed}: expected an integer in [0, 2**32)")
+  source = pair_source(config, split)
+  if not len(source):
+    raise ValueError(f"no pairs in the {split} split of {config.dataset} {config.root}")
+  size = config.image_size
+  if split == "train":
+    pairs = grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat()
+    pairs = pairs.map(functools.partial(_example, source, size))
+    if config.flip:
+      pairs = pairs.random_map(_flip, seed=seed)
+  else:
+    padded = math.ceil(len(source) / batch_size) * batch_size
+    pairs = grain.MapDataset.range(padded).map(functools.partial(_load_or_pad, source, size))
+  local = batch_size // shard_count
+  batches = pairs.map(_normalise).batch(local, drop_remainder=True)
+  return batches[shard_index::shard_count]
+
+
+def build(data_config, *, split, batch_size, seed, shard_index=0, shard_count=1):
+  """An iterator of pair batches (see the module docstring) with get_state/set_state.
+
+  Args:
+    data_config: ``config.data`` (an ``ml_collections.ConfigDict`` or dict; keys and
+      defaults in ``default_config``).
+    split: "train" (endless, shuffled, flipped), "val" or "test" (one pass, fixed
+      order, no flip, last batch padded with ``valid=False``).
+    batch_size: the global batch size, a multiple of ``shard_count``.
+    seed: the order and flip seed, an integer in [0, 2**32).
+    shard_index: this host's index, in [0, shard_count).
+    shard_count: the number of hosts; each gets ``batch_size // shard_count`` rows of
+      every global batch.
+
+  Returns:
+    a ``grain.DatasetIterator`` of dict batches, prefetched by worker threads.
+  """
+  config = resolve_config(data_config)
+  batches = dataset(config, split=split, batch_size=batch_size, seed=seed,
+                    shard_index=shard_index, shard_count=shard_count)
+  options = grain.ReadOptions(num_threads=config.num_threads, prefetch_buffer_size=config.prefetch)
+  return iter(batches.to_iter_dataset(options))
+
+
+def _with_inputs(group, size):
+  """Adds ``inputs``: the group's images resized to S x S and normalised, [N, S, S, 3]."""
+  group["inputs"] = preprocess(np.stack([resize_image(image, size) for image in group["images"]]))
+  return group
+
+
+def iterate_groups(data_config, *, split="test"):
+  """Yields each group of a folder or synthetic dataset as a dict.
+
+  Keys: ``name`` (str), ``files`` (file names), ``images`` (uint8 [H, W, 3] list at
+  the file's size), ``masks`` (bool [H, W] list, or None for a layout without masks),
+  ``inputs`` (float32 [N, S, S, 3]: the images resized and normalised for the model).
+  Synthetic groups (``num_groups`` of ``group_size`` images) depend on ``split``;
+  folder groups are the same for every split.
+  """
+  _check_split(split)
+  config = resolve_config(data_config)
+  if config.dataset == "voc":
+    raise ValueError("iterate_groups: VOC 2012 has no groups; use dataset 'folder' or "
+                     "'synthetic' (VOC pairs come from build())")
+  if config.dataset == "synthetic":
+    for index in range(config.num_groups):
+      group = synthetic.render_group(
+          index, seed=config.synthetic_seed, split=split, image_size=config.image_size,
+          num_categories=config.num_categories, group_size=config.group_size,
+          common_fraction=config.common_fraction)
+      yield _with_inputs(group, config.image_size)
+    return
+  for group in _folder_dataset(config).groups:
+    yield _with_inputs(folders.load_group(group), config.image_size)
