@@ -1,5 +1,24 @@
 """Flax modules of the co-segmentation network (paper §3)."""
 
-from coseg_jax.models.coseg import ATTENTIONS, CoSegNet
+import jax.numpy as jnp
 
-__all__ = ["ATTENTIONS", "CoSegNet"]
+from coseg_jax.models.coseg import CoSegNet
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def build(model_config):
+  """CoSegNet from ``config.model`` (see configs/default.py for the keys)."""
+  if model_config.dtype not in DTYPES:
+    raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, "
+                     f"got {model_config.dtype!r}")
+  return CoSegNet(
+      attention=model_config.attention,
+      encoder_widths=tuple(model_config.encoder_widths),
+      decoder_widths=tuple(model_config.decoder_widths),
+      dropout_rate=model_config.dropout_rate,
+      dtype=DTYPES[model_config.dtype],
+  )
+
+
+__all__ = ["CoSegNet", "build"]

@@ -1,0 +1,27 @@
+# Two commands set everything up on a fresh machine (see README):
+#   make demo   creates .venv, installs the project, trains the demo on embedded synthetic data
+#   make test   creates .venv, installs the project, runs the tests
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is an optional extra used for porting weights and parity tests; 2.13.0 is the CPU build
+# these machines carry. `make test TORCH=` installs without it (parity tests then skip).
+TORCH ?= torch==2.13.0
+EXTRAS ?= $(if $(TORCH),test$(comma)torch,test)
+comma := ,
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH) -e '.[$(EXTRAS)]'
+	touch $@
+
+.PHONY: install demo test
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(PY) train.py --config configs/demo.py --workdir runs/demo
+	$(PY) eval.py --config configs/demo.py --workdir runs/demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest

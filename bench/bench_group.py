@@ -1,0 +1,98 @@
+"""Group scaling: instant group co-segmentation (Algorithm 1) vs the pairwise protocol.
+
+  python bench/bench_group.py                       # N = 4..64 at 128x128, full VGG16
+  python bench/bench_group.py --sizes 8,64 --pairwise-max-n 0
+
+For each N: wall time, time per image, peak RSS during the call, and how many times the
+chunk functions compiled. Instant group should be linear in N (time per image flat) with
+flat peak memory; pairwise grows quadratically. Results go to a JSON file.
+"""
+
+import argparse
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, __file__.rsplit("/", 2)[0])
+from bench.common import PeakRSS, print_table, write_json  # pylint: disable=g-import-not-at-top
+from coseg_jax import CoSegNet, group, init_variables, preprocess  # pylint: disable=g-import-not-at-top
+
+
+def compile_count():
+  return sum(f._cache_size() for f in (group.encode_chunk, group.decode_chunk, group.pair_chunk))  # pylint: disable=protected-access
+
+
+def timed(fn, repeats):
+  """Median wall time of ``repeats`` runs (after one warm-up) and the peak RSS seen."""
+  fn()
+  times = []
+  with PeakRSS() as rss:
+    for _ in range(repeats):
+      start = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - start)
+  return float(np.median(times)), rss.peak
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--sizes", default="4,8,16,32,64", help="group sizes N")
+  parser.add_argument("--image-size", type=int, default=128)
+  parser.add_argument("--attention", default="ca")
+  parser.add_argument("--chunk-size", type=int, default=8)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--pairwise-max-n", type=int, default=32,
+                      help="largest N also run pairwise (quadratic: slow); 0 = none")
+  parser.add_argument("--out", default="bench/results/group.json")
+  args = parser.parse_args(argv)
+
+  model = CoSegNet(args.attention)
+  variables = init_variables(model, jax.random.key(0), args.image_size)
+  sizes = [int(n) for n in args.sizes.split(",")]
+  rng = np.random.RandomState(0)
+  pool = preprocess(rng.randint(0, 256, (max(sizes), args.image_size, args.image_size, 3),
+                                dtype=np.uint8))
+  rows = []
+  for n in sizes:
+    images = pool[:n]
+    methods = [("group", lambda: group.segment_group(model, variables, images,
+                                                     chunk_size=args.chunk_size))]
+    if n <= args.pairwise_max_n:
+      methods.append(("pairwise", lambda: group.segment_pairwise(model, variables, images,
+                                                                 chunk_size=args.chunk_size)))
+    for name, fn in methods:
+      seconds, peak = timed(fn, args.repeats if name == "group" else 1)
+      rows.append({"method": name, "N": n, "seconds": seconds, "ms_per_image": 1e3 * seconds / n,
+                   "peak_rss_mb": peak / 2**20, "compiles_so_far": compile_count()})
+      print_table(rows[-1:], list(rows[-1]))
+  print()
+  columns = ["method", "N", "seconds", "ms_per_image", "peak_rss_mb", "compiles_so_far"]
+  print_table(rows, columns)
+  summary = summarise(rows)
+  for key, value in summary.items():
+    print(f"{key}: {value:.3f}")
+  write_json(args.out, {"args": vars(args), "rows": rows, "summary": summary})
+
+
+def summarise(rows):
+  """Ratios the targets talk about: per-image time and memory at the largest N vs N = 8."""
+  by = {(r["method"], r["N"]): r for r in rows}
+  group_ns = sorted(n for m, n in by if m == "group")
+  summary = {}
+  if 8 in group_ns and group_ns[-1] != 8:
+    big = group_ns[-1]
+    summary[f"group_time_per_image_N{big}_over_N8"] = (
+        by["group", big]["ms_per_image"] / by["group", 8]["ms_per_image"])
+    summary[f"group_peak_rss_N{big}_over_N8"] = (
+        by["group", big]["peak_rss_mb"] / by["group", 8]["peak_rss_mb"])
+  for n in group_ns:
+    if ("pairwise", n) in by:
+      summary[f"pairwise_over_group_time_N{n}"] = by["pairwise", n]["seconds"] / by["group", n]["seconds"]
+  return summary
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,26 @@
+"""Pictures of a training run (matplotlib, Agg backend: no display needed)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from coseg_jax.logging_utils import read_jsonl  # pylint: disable=wrong-import-position
+
+
+def training_curves(jsonl_path, png_path):
+  """Training loss and validation Jaccard against the step, side by side, as a PNG."""
+  records = read_jsonl(jsonl_path)
+  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+  for ax, key, title in ((left, "train_loss", "training loss"),
+                         (right, "val_jaccard", "validation Jaccard (pooled)")):
+    points = [(r["step"], r[key]) for r in records if key in r]
+    if points:
+      ax.plot(*zip(*points), marker="o" if len(points) < 30 else None)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(png_path, dpi=100)
+  plt.close(fig)
+  return png_path
