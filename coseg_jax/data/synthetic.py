@@ -237,7 +237,8 @@ class SyntheticPairs:
 def render_group(index, *, seed=0, split="test", image_size=128, num_categories=6,
                  group_size=8, common_fraction=1.0):
   """Group ``index`` -> dict name, files, images (uint8 [S, S, 3] list), masks (bool
-  [S, S] list, the common category) and common (the common category).
+  [S, S] list, the common category), labels (int8 [S, S] list, category per pixel,
+  -1 background) and common (the common category).
 
   ``round(common_fraction * group_size)`` images (at least 2) hold the common
   category; every other category appears in at most a third of the images.
@@ -253,7 +254,7 @@ def render_group(index, *, seed=0, split="test", image_size=128, num_categories=
   uses = dict.fromkeys(others, 0)
   cap = max(1, group_size // 3)
   group = {"name": f"synthetic_{split}_{index:05d}", "common": common, "files": [], "images": [],
-           "masks": []}
+           "masks": [], "labels": []}
   for n in range(group_size):
     objects = [common] if n in holders else []
     for _ in range(_num_objects(rng, 1) - len(objects)):
@@ -270,6 +271,7 @@ def render_group(index, *, seed=0, split="test", image_size=128, num_categories=
     group["files"].append(f"{n:03d}.png")
     group["images"].append(image)
     group["masks"].append(labels == common)
+    group["labels"].append(labels)
   return group
 
 
