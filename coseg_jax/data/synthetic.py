@@ -44,6 +44,7 @@ _DISTRACTOR_PROB = 0.95  # an extra object is a distractor, else one more shared
 _TWO_SHARED_PROB = 0.1  # a pair shares two categories instead of one
 _MIN_VISIBLE = 0.35  # smallest visible fraction of an object under occlusion
 _LAYOUT_TRIES = 20
+_SHAPE_REACH = 1.15  # every shape lies within this radius in object coordinates
 
 
 def _regular_polygon(n):
@@ -125,12 +126,16 @@ def _background(rng, size):
 
 
 def _place(rng, size, category):
-  """One object instance: its inside mask [S, S] and its colours [S, S, 3]."""
+  """One object instance -> (rows, cols) slices of its bounding box, its inside mask
+  and its colours [h, w, 3] within that box."""
   shape, colour, texture = CATEGORIES[category]
   radius = rng.uniform(0.11, 0.22)
   cx, cy = rng.uniform(0.12, 0.88, 2)
   angle, aspect = rng.uniform(0, 2 * np.pi), rng.uniform(0.85, 1.2)
-  yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+  reach = _SHAPE_REACH * radius * max(aspect, 1 / aspect)  # every shape lies within this
+  rows = slice(max(0, int((cy - reach) * size)), min(size, int((cy + reach) * size) + 2))
+  cols = slice(max(0, int((cx - reach) * size)), min(size, int((cx + reach) * size) + 2))
+  yy, xx = np.mgrid[rows, cols].astype(np.float32)
   x, y = (xx + 0.5) / size - cx, (yy + 0.5) / size - cy
   u = (np.cos(angle) * x + np.sin(angle) * y) / (radius * aspect)
   v = (-np.sin(angle) * x + np.cos(angle) * y) / (radius / aspect)
@@ -139,7 +144,7 @@ def _place(rng, size, category):
                   + rng.uniform(-0.06, 0.06, 3), 0, 1)
   light = 1 + 0.12 * (np.cos(rng.uniform(0, 2 * np.pi)) * u + np.sin(rng.uniform(0, 2 * np.pi)) * v)
   pattern = 0.62 + 0.38 * _texture(texture, u, v, rng)
-  return inside, np.clip(shade * (pattern * light)[..., None], 0, 1)
+  return (rows, cols), inside, np.clip(shade * (pattern * light)[..., None], 0, 1)
 
 
 def _render(rng, size, categories):
@@ -150,15 +155,15 @@ def _render(rng, size, categories):
     owners = np.full((size, size), -1, np.int16)
     areas = []
     for n, category in enumerate(categories):
-      inside, colours = _place(rng, size, category)
-      image[inside] = colours[inside]
-      labels[inside] = category
-      owners[inside] = n
+      box, inside, colours = _place(rng, size, category)
+      image[box][inside] = colours[inside]
+      labels[box][inside] = category
+      owners[box][inside] = n
       areas.append(inside.sum())
     visible = np.bincount(owners[owners >= 0], minlength=len(categories))
     if all(v >= _MIN_VISIBLE * max(a, 1) and v > 0 for v, a in zip(visible, areas)):
       break
-  image += rng.normal(0, 0.015, image.shape).astype(np.float32)
+  image += 0.015 * rng.standard_normal(image.shape, dtype=np.float32)
   return np.clip(np.round(image * 255), 0, 255).astype(np.uint8), labels
 
 
