@@ -24,3 +24,21 @@ def training_curves(jsonl_path, png_path):
   fig.savefig(png_path, dpi=100)
   plt.close(fig)
   return png_path
+
+
+def attention_embedding(points, labels, png_path):
+  """2-D points of channel-attention vectors (e.g. their PCA), one colour per label (Fig. 6)."""
+  fig, ax = plt.subplots(figsize=(5.5, 4.5))
+  labels = list(labels)
+  for label in dict.fromkeys(labels):
+    chosen = [p for p, l in zip(points, labels) if l == label]
+    ax.scatter(*zip(*chosen), label=label, s=18, alpha=0.8)
+  ax.set_title("channel attention, first two principal components")
+  ax.set_xlabel("PC 1")
+  ax.set_ylabel("PC 2")
+  ax.legend(fontsize="small", markerscale=1.2)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(png_path, dpi=100)
+  plt.close(fig)
+  return png_path

@@ -1,0 +1,175 @@
+r"""Co-segments whole folders of images with instant group co-segmentation (Algorithm 1).
+
+  python -m coseg_jax.segment --checkpoint runs/demo --images photos/ --out out/
+  python -m coseg_jax.segment --checkpoint runs/csa/best --images groups/ --out out/ \
+      --reduce min --save-attention
+
+``--images`` is a folder of images (one group), a folder of sub-folders of images (one
+group each, co-segmented separately), or a list of image files (one group). Every image
+is read with ``coseg_jax.data.images.read_image`` (grey, palette, RGBA, 16-bit and EXIF
+orientation handled), resized to S x S for the model, and its S x S foreground
+probability map resized back to the image's size (bilinear) and thresholded at 0.5.
+Written per group (in ``--out``, or ``--out/<group>/`` when there are several groups):
+
+* ``<stem>_mask.png``: the mask, 0/255, at the image's original size;
+* ``<stem>_overlay.png``: the mask tinted green over the image;
+* ``contact_sheet.png``: thumbnails of all the overlays in a grid, captioned with the
+  file name and the foreground fraction;
+* with ``--save-attention``, ``<stem>_attention.png``: the spatial attention of §3.3 /
+  Fig. 7, sigmoid of the channel mean of the pool5 features, upsampled, stretched to
+  its own min..max and coloured blue (low) to red (high) over the image (for CA / FCA
+  models a picture of the features, which only CSA uses); and for several groups
+  ``<out>/attention_pca.png``: the images' channel-attention vectors projected on their
+  first two principal components, coloured by group (Fig. 6).
+"""
+
+import argparse
+import pathlib
+
+import numpy as np
+
+from coseg_jax import evaluate, group, pictures, plots
+from coseg_jax.data import folders, images
+from coseg_jax.data.pipeline import resize_image
+from coseg_jax.models.attention import REDUCTIONS
+from coseg_jax.models.coseg import STRIDE
+
+SHEET_CELL = 160
+
+
+def find_groups(paths):
+  """``--images`` values -> [(group name, [image paths])] (see the module docstring)."""
+  paths = [pathlib.Path(p).expanduser() for p in paths]
+  for path in paths:
+    if not path.exists():
+      raise FileNotFoundError(f"--images {path}: no such file or folder")
+  if len(paths) == 1 and paths[0].is_dir():
+    try:
+      dataset = folders.scan(paths[0], layout="plain")
+    except images.MissingDataError as e:
+      raise images.MissingDataError(
+          f"--images {paths[0]}: no image files in it or in its sub-folders (extensions: "
+          f"{', '.join(sorted(images.IMAGE_EXTENSIONS))})") from e
+    return [(g.name, list(g.images)) for g in dataset.groups]
+  wrong = [str(p) for p in paths if p.is_dir() or not images.is_image_file(p)]
+  if wrong:
+    raise ValueError(f"--images takes one folder or a list of image files; not image files: "
+                     f"{', '.join(wrong)}")
+  stems = [p.stem for p in paths]
+  clashes = sorted({str(p) for p in paths if stems.count(p.stem) > 1})
+  if clashes:
+    raise ValueError(f"--images: files with the same name stem would overwrite each other's "
+                     f"outputs: {', '.join(clashes)}")
+  return [("images", paths)]
+
+
+def load_inputs(files, image_size):
+  """Reads ``files`` -> uint8 [N, S, S, 3], each image resized to S x S (bilinear)."""
+  return np.stack([resize_image(images.read_image(path), image_size) for path in files])
+
+
+def spatial_attention(model, variables, inputs, chunk_size=8):
+  """(sigmoid of the channel mean of pool5 [N, h, w], channel attention [N, C]) of every image."""
+  features, alphas = group.group_attention(model, variables, inputs, chunk_size)
+  f = np.concatenate([np.asarray(chunk, np.float32) for chunk in features])[:len(alphas)]
+  return 1 / (1 + np.exp(-f.mean(axis=-1))), alphas
+
+
+def pca_2d(vectors):
+  """Rows of ``vectors`` [N, C] projected on their first two principal components -> [N, 2]."""
+  x = np.asarray(vectors, np.float64)
+  x = x - x.mean(axis=0)
+  u, s, _ = np.linalg.svd(x, full_matrices=False)
+  points = u[:, :2] * s[:2]
+  return np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
+
+
+def write_group(out_dir, files, probs, heat=None):
+  """Writes masks, overlays (and attention maps) of one group and its contact sheet.
+
+  ``probs``: P(foreground) [N, S, S]; ``heat``: spatial attention [N, h, w] or None.
+  Returns the contact sheet's path.
+  """
+  out_dir = pathlib.Path(out_dir)
+  thumbs, captions = [], []
+  for n, path in enumerate(files):
+    image = images.read_image(path)
+    mask = evaluate.to_original_size(probs[n], image.shape[:2]) > evaluate.THRESHOLD
+    pictures.save(out_dir / f"{path.stem}_mask.png", pictures.mask_image(mask))
+    shown = pictures.overlay(image, mask)
+    pictures.save(out_dir / f"{path.stem}_overlay.png", shown)
+    if heat is not None:
+      upsampled = pictures.stretch(evaluate.to_original_size(heat[n], image.shape[:2]))
+      pictures.save(out_dir / f"{path.stem}_attention.png", pictures.heatmap(image, upsampled))
+    thumbs.append(pictures.thumbnail(shown, SHEET_CELL))
+    captions.append(f"{path.name} {mask.mean():.0%}")
+  return pictures.save(out_dir / "contact_sheet.png",
+                       pictures.contact_sheet(thumbs, captions, SHEET_CELL))
+
+
+def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out=False,
+                   chunk_size=8, image_size=None, save_attention=False, log=print):
+  """Co-segments every group of ``image_paths`` and writes the pictures to ``out``.
+
+  Returns {group name: its output folder}.
+  """
+  groups = find_groups(image_paths)
+  config, model, variables = evaluate.load_run(checkpoint=checkpoint)
+  size = image_size or config.data.image_size
+  if size <= 0 or size % STRIDE:
+    raise ValueError(f"--image-size {size}: expected a positive multiple of {STRIDE}")
+  out = pathlib.Path(out)
+  written, alphas, labels = {}, [], []
+  for name, files in groups:
+    inputs = load_inputs(files, size)
+    _, probs = group.segment_group(model, variables, inputs, reduce, chunk_size, leave_one_out,
+                                   return_probs=True)
+    heat = None
+    if save_attention:
+      heat, group_alphas = spatial_attention(model, variables, inputs, chunk_size)
+      alphas.append(group_alphas)
+      labels += [name] * len(files)
+    written[name] = out / name if len(groups) > 1 else out
+    write_group(written[name], files, probs, heat)
+    log(f"{name}: {len(files)} images -> {written[name]}")
+  if save_attention and len(groups) > 1:
+    path = plots.attention_embedding(pca_2d(np.concatenate(alphas)), labels,
+                                     out / "attention_pca.png")
+    log(f"channel-attention PCA -> {path}")
+  return written
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(
+      prog="python -m coseg_jax.segment",
+      description="Co-segment folders of images with instant group co-segmentation.")
+  parser.add_argument("--checkpoint", required=True,
+                      help="a training workdir, checkpoints/ or best/ folder, or a step folder")
+  parser.add_argument("--images", required=True, nargs="+",
+                      help="a folder (of images, or of sub-folders = groups) or image files")
+  parser.add_argument("--out", required=True, help="output folder")
+  parser.add_argument("--reduce", choices=REDUCTIONS, default="mean",
+                      help="group attention: mean (Group Average) or min (Group Minimum)")
+  parser.add_argument("--leave-one-out", action="store_true",
+                      help="attend each image with the reduction over the other images")
+  parser.add_argument("--chunk-size", type=int, default=8,
+                      help="images per compiled call (bounds device memory)")
+  parser.add_argument("--image-size", type=int, default=0,
+                      help="model input size S (a multiple of 32); default: the run's")
+  parser.add_argument("--save-attention", action="store_true",
+                      help="also write spatial-attention heat maps and the attention PCA plot")
+  return parser.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  try:
+    segment_folder(args.checkpoint, args.images, args.out, reduce=args.reduce,
+                   leave_one_out=args.leave_one_out, chunk_size=args.chunk_size,
+                   image_size=args.image_size, save_attention=args.save_attention)
+  except (FileNotFoundError, ValueError) as e:
+    raise SystemExit(f"error: {e}") from e
+
+
+if __name__ == "__main__":
+  main()

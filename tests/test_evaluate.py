@@ -1,0 +1,229 @@
+"""Evaluation: original-resolution metrics, the per-class table, the run loader, eval.py."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from coseg_jax import evaluate, metrics, models, train_lib, weights
+from coseg_jax.data import images
+from test_group import sharpened, uint8_images
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 64
+
+
+def tiny_config(**data):
+  """A tiny CSA model on 64 px synthetic data: 4 pairs, 2 groups of 3 images."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.batch_size = 2
+  config.model.encoder_widths = (8, 8, 16, 16, 16)
+  config.model.decoder_widths = (16, 8, 8, 8)
+  config.model.dropout_rate = 0.0
+  config.data.dataset = "synthetic"
+  config.data.image_size = SIZE
+  config.data.num_pairs = 4
+  config.data.num_groups = 2
+  config.data.group_size = 3
+  config.data.num_threads = 1
+  config.data.prefetch = 1
+  config.data.update(data)
+  config.train.num_steps = 2
+  config.train.learning_rate = 1e-3
+  config.train.log_every = 1
+  config.train.eval_every = 0
+  config.train.checkpoint_every = 1
+  return config
+
+
+def save_random_run(workdir, config, step=1):
+  """A run folder like training writes (config.json, checkpoints/<step>), untrained weights."""
+  os.makedirs(workdir, exist_ok=True)
+  train_lib.write_run_info(workdir, config)
+  state = train_lib.create_state(config, models.build(config.model), jax.random.key(0))
+  latest, _ = train_lib.checkpoint_managers(workdir, config)
+  train_lib.save(latest, step, state, {})
+  latest.wait_until_finished()
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run")
+  train_lib.train_and_evaluate(tiny_config(), str(workdir))
+  return workdir
+
+
+def left_half_probs():
+  """S x S = 4 x 4 map, columns 1, 1, 0, 0: bilinear to 6 x 8 gives 1 1 1 .75 .25 0 0 0."""
+  return np.tile(np.array([1, 1, 0, 0], np.float32), (4, 1))
+
+
+def column_mask(height, width, first, last):
+  mask = np.zeros((height, width), bool)
+  mask[:, first:last] = True
+  return mask
+
+
+def test_metrics_at_original_resolution_by_hand():
+  probs = evaluate.to_original_size(left_half_probs(), (6, 8))
+  assert probs.shape == (6, 8)
+  np.testing.assert_allclose(probs[0], [1, 1, 1, .75, .25, 0, 0, 0], atol=1e-6)
+  truth = column_mask(6, 8, 2, 6)  # predicted: columns 0-3; truth: columns 2-5
+  c = evaluate.original_size_counts(left_half_probs()[None], [truth])
+  assert (c["intersection"][0], c["union"][0]) == (2 * 6, 6 * 6)
+  assert (c["correct"][0], c["counted"][0]) == (4 * 6, 8 * 6)  # every original pixel counted
+  scores = metrics.per_image(c)
+  assert scores["jaccard"][0] == pytest.approx(1 / 3)
+  assert scores["precision"][0] == pytest.approx(1 / 2)
+
+
+def test_table_averages_images_within_classes_then_classes():
+  groups = [
+      {"name": "cow", "inputs": np.zeros((2, 4, 4, 3), np.float32),
+       "masks": [column_mask(6, 8, 2, 6), column_mask(4, 4, 0, 2)]},
+      {"name": "bus", "inputs": np.zeros((1, 4, 4, 3), np.float32),
+       "masks": [column_mask(8, 8, 0, 8)]},
+  ]
+  segmenters = {"left": lambda x: np.repeat(left_half_probs()[None], len(x), axis=0),
+                "all_foreground": evaluate.group_segmenters(None, None)["all_foreground"]}
+  results = evaluate.evaluate_groups(iter(groups), segmenters)
+  left = results["left"]
+  # cow: 6x8 image J = 12/36; 4x4 image (no resize): predicted = truth, J = 1.
+  assert left["classes"]["cow"] == {"jaccard": pytest.approx((1 / 3 + 1) / 2),
+                                    "precision": pytest.approx((1 / 2 + 1) / 2), "images": 2}
+  assert left["classes"]["bus"]["jaccard"] == pytest.approx(32 / 64)  # 8x8: columns 0-3
+  assert left["average"]["jaccard"] == pytest.approx(((1 / 3 + 1) / 2 + 1 / 2) / 2)
+  everything = results["all_foreground"]["classes"]
+  assert everything["cow"]["jaccard"] == pytest.approx((4 / 8 + 2 / 4) / 2)
+  assert everything["bus"]["precision"] == 1.0
+  assert set(results["left"]) == {"classes", "average", "seconds"}
+
+
+def test_evaluate_groups_errors_name_the_group():
+  no_masks = [{"name": "plain", "inputs": np.zeros((2, 4, 4, 3)), "masks": None}]
+  with pytest.raises(ValueError, match="group plain has no masks"):
+    evaluate.evaluate_groups(iter(no_masks), {"x": lambda x: x[..., 0]})
+
+  def fails(x):
+    raise ValueError("needs at least 2 images")
+  lone = [{"name": "solo", "inputs": np.zeros((1, 4, 4, 3)), "masks": [np.zeros((4, 4), bool)]}]
+  with pytest.raises(ValueError, match="mode pairwise, group solo: needs at least 2"):
+    evaluate.evaluate_groups(iter(lone), {"pairwise": fails})
+
+
+def test_resolve_modes():
+  assert evaluate.resolve_modes("voc") == list(evaluate.PAIR_MODES)
+  assert evaluate.resolve_modes("folder") == list(evaluate.GROUP_MODES)
+  assert evaluate.resolve_modes("synthetic", ["group_min"]) == ["group_min"]
+  with pytest.raises(ValueError, match="unknown mode.*'groups'"):
+    evaluate.resolve_modes("folder", ["groups"])
+  with pytest.raises(ValueError, match="need groups"):
+    evaluate.resolve_modes("voc", ["pairwise"])
+
+
+def test_find_checkpoint_and_load_run(trained_run):
+  latest = evaluate.find_checkpoint(workdir=trained_run)
+  assert (latest.step, latest.run_dir) == (2, trained_run)
+  assert latest.path == trained_run / "checkpoints" / "2"
+  step_one = evaluate.find_checkpoint(checkpoint=trained_run / "checkpoints" / "1")
+  assert (step_one.step, step_one.run_dir) == (1, trained_run)
+  best_step = next((trained_run / "best").iterdir())
+  best = evaluate.find_checkpoint(checkpoint=best_step)
+  assert best.run_dir == trained_run  # config.json two levels above best/<step>
+  assert evaluate.find_checkpoint(checkpoint=trained_run / "best").path == best_step
+  config, model, variables = evaluate.load_run(checkpoint=best_step)
+  assert config.model.attention == "csa" and list(config.model.encoder_widths) == [8, 8, 16, 16,
+                                                                                    16]
+  assert model.encoder_widths == (8, 8, 16, 16, 16)
+  assert set(variables) == {"params", "batch_stats"}
+  given = tiny_config(image_size=96)
+  assert evaluate.load_run(workdir=trained_run, config=given)[0] is given
+
+
+def test_load_run_errors_name_the_path(trained_run, tmp_path):
+  missing = tmp_path / "nowhere"
+  with pytest.raises(FileNotFoundError, match=f"checkpoint not found: {missing}"):
+    evaluate.load_run(workdir=missing)
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(FileNotFoundError, match="no checkpoint in .*empty"):
+    evaluate.load_run(checkpoint=tmp_path / "empty")
+  copied = tmp_path / "copied" / "checkpoints" / "2"
+  shutil.copytree(trained_run / "checkpoints" / "2", copied)
+  with pytest.raises(FileNotFoundError, match=f"run config not found: {tmp_path}/copied/config"):
+    evaluate.load_run(checkpoint=copied)
+  wrong = tiny_config()
+  wrong.model.encoder_widths = (8, 8, 16, 16, 32)
+  with pytest.raises(weights.WeightFileError, match="(?s)copied/checkpoints/2.*config.model"):
+    evaluate.load_run(checkpoint=copied, config=wrong)
+
+
+def mode_probs(model, variables, inputs):
+  segmenters = evaluate.group_segmenters(model, variables, chunk_size=2)
+  return {mode: segment(inputs) for mode, segment in segmenters.items()}
+
+
+def test_group_modes_differ_where_attention_matters():
+  inputs = uint8_images(3)  # a different colour each: different attentions
+  config = tiny_config()
+  model = models.build(config.model)
+  probs = mode_probs(model, sharpened(weights.init_variables(model, jax.random.key(0), SIZE)),
+                     inputs)
+  for p in probs.values():
+    assert p.shape == (3, SIZE, SIZE) and 0 <= p.min() and p.max() <= 1
+  # Averaging pair outputs, averaging attentions and taking their minimum are different maps.
+  assert np.abs(probs["pairwise"] - probs["group_mean"]).max() > 1e-4
+  assert np.abs(probs["group_mean"] - probs["group_min"]).max() > 1e-4
+  assert np.all(probs["all_foreground"] == 1)
+  # Without attention (Pixel Objectness) every image is segmented alone: all modes agree.
+  config.model.attention = "none"
+  plain = models.build(config.model)
+  probs = mode_probs(plain, sharpened(weights.init_variables(plain, jax.random.key(0), SIZE)),
+                     inputs)
+  np.testing.assert_allclose(probs["pairwise"], probs["group_mean"], atol=1e-5)
+  np.testing.assert_allclose(probs["group_min"], probs["group_mean"], atol=1e-5)
+
+
+def test_eval_cli_writes_table_and_json(trained_run, tmp_path):
+  out = tmp_path / "report.json"
+  env = {**os.environ, "PYTHONPATH": REPO}
+  result = subprocess.run([sys.executable, "eval.py", f"--workdir={trained_run}",
+                           f"--out={out}", "--chunk_size=2"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Average" in result.stdout and "pairs_all_foreground" in result.stdout
+  report = json.loads(out.read_text())
+  assert report["step"] == 2 and report["dataset"] == "synthetic"
+  assert report["modes"] == list(evaluate.MODES)  # the synthetic default: every mode
+  assert report["config"]["model"]["attention"] == "csa"
+  assert report["results"]["pairs"]["images"] == 8  # 4 pairs, both images
+  for mode in evaluate.GROUP_MODES:
+    table = report["results"][mode]
+    assert sorted(table["classes"]) == ["synthetic_test_00000", "synthetic_test_00001"]
+    assert table["average"]["jaccard"] == pytest.approx(
+        np.mean([row["jaccard"] for row in table["classes"].values()]))
+    assert table["seconds"] >= 0
+  assert evaluate.default_out_path(report) == str(trained_run / "eval_synthetic_test.json")
+
+
+def test_msrc_cow_evaluates_at_original_size(data_dir, tmp_path):
+  root = data_dir / "msrc_cow"
+  if not root.is_dir():
+    pytest.skip(f"{root} not found")
+  config = tiny_config(dataset="folder", root=str(root))
+  save_random_run(tmp_path / "run", config)
+  report = evaluate.run(workdir=tmp_path / "run", chunk_size=8)
+  assert report["dataset"] == "msrc_cow" and report["modes"] == list(evaluate.GROUP_MODES)
+  for mode in evaluate.GROUP_MODES:
+    assert report["results"][mode]["classes"]["msrc_cow"]["images"] == 30
+  masks = [images.read_mask(p) for p in sorted((root / "GroundTruth").glob("*.bmp"))]
+  assert len(masks) == 30
+  expected = np.mean([m.mean() for m in masks])  # all-foreground Jaccard at the files' size
+  assert report["results"]["all_foreground"]["average"]["jaccard"] == pytest.approx(expected)
+  assert "msrc_cow" in evaluate.format_report(report)

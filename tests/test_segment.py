@@ -1,0 +1,127 @@
+"""The segment command: a folder of mixed-mode images -> masks, overlays, sheet, attention."""
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from coseg_jax import pictures, segment
+from coseg_jax.data import images
+from test_evaluate import save_random_run, tiny_config
+
+CELL = segment.SHEET_CELL
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  return save_random_run(tmp_path_factory.mktemp("run"), tiny_config())
+
+
+def noise(height, width, channels=3, seed=0, dtype=np.uint8, high=256):
+  rng = np.random.RandomState(seed)
+  shape = (height, width, channels) if channels else (height, width)
+  return rng.randint(0, high, shape).astype(dtype)
+
+
+def write_mixed_images(folder):
+  """RGB JPEG, RGBA, grey, 16-bit grey and an EXIF-rotated JPEG; returns {stem: (H, W)}."""
+  folder.mkdir(parents=True)
+  Image.fromarray(noise(60, 80)).save(folder / "rgb.jpg")
+  Image.fromarray(noise(70, 50, 4, seed=1), "RGBA").save(folder / "rgba.png")
+  Image.fromarray(noise(64, 64, 0, seed=2), "L").save(folder / "grey.png")
+  Image.fromarray(noise(40, 90, 0, seed=3, dtype=np.uint16, high=65536)).save(folder / "deep.png")
+  exif = Image.Exif()
+  exif[0x0112] = 6  # stored 60 wide x 40 high, shown rotated: 40 wide x 60 high
+  Image.fromarray(noise(40, 60, seed=4)).save(folder / "rotated.jpg", exif=exif)
+  return {"rgb": (60, 80), "rgba": (70, 50), "grey": (64, 64), "deep": (40, 90),
+          "rotated": (60, 40)}
+
+
+def opened(path):
+  with Image.open(path) as img:
+    return img.mode, np.asarray(img)
+
+
+def run_segment(run_dir, inputs, out, *extra):
+  segment.main(["--checkpoint", str(run_dir), "--images", *map(str, inputs), "--out", str(out),
+                "--image-size", "64", "--chunk-size", "2", *extra])
+
+
+def test_segments_a_folder_of_mixed_images(run_dir, tmp_path):
+  sizes = write_mixed_images(tmp_path / "photos")
+  assert images.read_image(tmp_path / "photos" / "deep.png").dtype == np.uint8
+  run_segment(run_dir, [tmp_path / "photos"], tmp_path / "out", "--save-attention")
+  out = tmp_path / "out"
+  for stem, size in sizes.items():
+    mode, mask = opened(out / f"{stem}_mask.png")
+    assert mode == "L" and mask.shape == size, stem  # the original (upright) size
+    assert set(np.unique(mask)) <= {0, 255}
+    for kind in ("overlay", "attention"):
+      mode, picture = opened(out / f"{stem}_{kind}.png")
+      assert mode == "RGB" and picture.shape == size + (3,), (stem, kind)
+  _, sheet = opened(out / "contact_sheet.png")
+  assert sheet.shape == (2 * (CELL + pictures.CAPTION_HEIGHT), 3 * CELL, 3)  # 5 images: 3 x 2
+  assert not (out / "attention_pca.png").exists()  # one group
+
+
+def test_subfolders_are_groups_with_an_attention_plot(run_dir, tmp_path):
+  for n, name in enumerate(("cats", "dogs")):
+    (tmp_path / "groups" / name).mkdir(parents=True)
+    for k in range(2):
+      Image.fromarray(noise(48 + 16 * k, 64, seed=10 * n + k)).save(
+          tmp_path / "groups" / name / f"{name}{k}.png")
+  run_segment(run_dir, [tmp_path / "groups"], tmp_path / "out", "--reduce", "min",
+              "--leave-one-out", "--save-attention")
+  for name in ("cats", "dogs"):
+    assert opened(tmp_path / "out" / name / f"{name}1_mask.png")[1].shape == (64, 64)
+    assert (tmp_path / "out" / name / "contact_sheet.png").is_file()
+  assert opened(tmp_path / "out" / "attention_pca.png")[0] in ("RGB", "RGBA")
+
+
+def test_a_list_of_files_is_one_group(run_dir, tmp_path):
+  files = [tmp_path / "a.png", tmp_path / "sub" / "b.jpg"]
+  files[1].parent.mkdir()
+  for n, path in enumerate(files):
+    Image.fromarray(noise(32, 40, seed=n)).save(path)
+  run_segment(run_dir, files, tmp_path / "out")
+  assert {p.name for p in (tmp_path / "out").iterdir()} == {
+      "a_mask.png", "a_overlay.png", "b_mask.png", "b_overlay.png", "contact_sheet.png"}
+
+
+def test_errors_name_the_path(run_dir, tmp_path):
+  good = tmp_path / "good"
+  good.mkdir()
+  Image.fromarray(noise(32, 32)).save(good / "one.png")
+  missing = tmp_path / "no_run"
+  with pytest.raises(SystemExit, match=f"checkpoint not found: {missing}"):
+    run_segment(missing, [good], tmp_path / "out")
+  with pytest.raises(SystemExit, match=f"--images {tmp_path}/absent: no such file or folder"):
+    run_segment(run_dir, [tmp_path / "absent"], tmp_path / "out")
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(SystemExit, match=f"--images {tmp_path}/empty: no image files"):
+    run_segment(run_dir, [tmp_path / "empty"], tmp_path / "out")
+  (good / "bad.png").write_bytes(b"not an image at all")
+  with pytest.raises(SystemExit, match=f"{good}/bad.png: cannot read as an image"):
+    run_segment(run_dir, [good], tmp_path / "out")
+  with pytest.raises(SystemExit, match="--image-size 40: expected a positive multiple of 32"):
+    segment.main(["--checkpoint", str(run_dir), "--images", str(good / "one.png"),
+                  "--out", str(tmp_path / "out"), "--image-size", "40"])
+  (tmp_path / "x").mkdir()
+  Image.fromarray(noise(32, 32)).save(tmp_path / "x" / "one.jpg")
+  with pytest.raises(SystemExit, match="same name stem.*one"):
+    run_segment(run_dir, [good / "one.png", tmp_path / "x" / "one.jpg"], tmp_path / "out")
+
+
+def test_pictures_are_pure_and_sized():
+  image = noise(10, 20)
+  mask = np.zeros((10, 20), bool)
+  mask[:, :5] = True
+  shown = pictures.overlay(image, mask)
+  np.testing.assert_array_equal(shown[:, 5:], image[:, 5:])  # background untouched
+  assert not np.array_equal(shown[:, :5], image[:, :5])
+  np.testing.assert_array_equal(pictures.mask_image(mask)[0], [255] * 5 + [0] * 15)
+  np.testing.assert_array_equal(pictures.jet(np.array([[0.0, 1.0]])),
+                                [[[0, 0, 128], [128, 0, 0]]])
+  np.testing.assert_allclose(pictures.stretch(np.array([[2.0, 4.0, 3.0]])), [[0, 1, 0.5]])
+  assert pictures.thumbnail(noise(300, 150), 100).shape == (100, 50, 3)
+  with pytest.raises(ValueError, match="image's size"):
+    pictures.heatmap(image, np.zeros((5, 5)))
