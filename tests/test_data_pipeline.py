@@ -152,6 +152,14 @@ def test_plain_dict_config_and_resizing(tmp_path):
   assert [m.shape for m in groups[0]["masks"]] == [(30, 40), (50, 20), (24, 24)]
   only = {**config, "groups": "g2"}
   assert len(list(pipeline.build(only, split="val", batch_size=1, seed=0))) == 1
+  subset = {**config, "max_eval_pairs": 2}
+  indices = np.concatenate([b["index"] for b in pipeline.build(subset, split="val", batch_size=2,
+                                                               seed=0)])
+  np.testing.assert_array_equal(indices, [0, 3])  # evenly spread over the 4 pairs
+  broken = tmp_path / "images" / "g2" / "1.png"
+  broken.write_bytes(broken.read_bytes()[:-40])  # truncated: fails in a worker thread
+  with pytest.raises(Exception, match="1.png"):
+    list(pipeline.build(only, split="val", batch_size=1, seed=0))
 
 
 def test_synthetic_groups_and_voc_has_none():

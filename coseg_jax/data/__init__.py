@@ -6,15 +6,5 @@
 * ``synthetic``: the procedural co-segmentation set (the no-download default).
 * ``pipeline``: ``build`` (batches of pairs, resumable) and ``iterate_groups``.
 
-See docs/data.md.
+Import the submodules (``from coseg_jax.data import pipeline``); see docs/data.md.
 """
-
-from coseg_jax.data.images import ImageReadError
-from coseg_jax.data.images import MaskMismatchError
-from coseg_jax.data.images import MissingDataError
-from coseg_jax.data.pipeline import build
-from coseg_jax.data.pipeline import default_config
-from coseg_jax.data.pipeline import iterate_groups
-
-__all__ = ["ImageReadError", "MaskMismatchError", "MissingDataError", "build",
-           "default_config", "iterate_groups"]

@@ -28,7 +28,6 @@ concatenation over hosts is exactly the unsharded batch.
 co-segmentation and evaluation.
 """
 
-import dataclasses
 import functools
 import math
 
@@ -59,7 +58,7 @@ def default_config():
   config.flip = True  # train: random left-right flip of each image independently
   config.num_threads = 4  # worker threads that read and preprocess batches
   config.prefetch = 4  # batches prepared ahead of use
-  config.max_eval_pairs = 0  # voc/folder val/test: evenly spaced subset of pairs; 0 = all
+  config.max_eval_pairs = 0  # val/test: evaluate an evenly spaced subset of the pairs; 0 = all
   config.voc_split_seed = 0  # voc: seed of the 724/725 val/test split of VOC2012 val
   config.voc_pairs_dir = ""  # voc: read pairs from <dir>/<split>.txt; "" = all sharing pairs
   config.voc_index_file = ""  # voc: JSON cache of per-image class sets; "" = no cache
@@ -102,15 +101,15 @@ def _folder_dataset(config):
                       on_mismatch=config.on_mismatch)
 
 
-def _subsample(pairs, count):
-  """Evenly spaced ``count`` rows of ``pairs`` (all if ``count`` is 0 or too large)."""
-  if not count or count >= len(pairs):
-    return pairs
-  return pairs[np.linspace(0, len(pairs) - 1, count).round().astype(int)]
+def _eval_positions(num_pairs, count):
+  """Evenly spaced ``count`` of the positions 0..num_pairs-1 (all if ``count`` is 0 or more)."""
+  if not count or count >= num_pairs:
+    return np.arange(num_pairs)
+  return np.linspace(0, num_pairs - 1, count).round().astype(int)
 
 
 def pair_source(data_config, split):
-  """The pairs of ``split`` as a sequence of raw samples (uint8 images at file size).
+  """All pairs of ``split`` as a sequence of raw samples (uint8 images at file size).
 
   VOC uses its train / val / test splits; a folder dataset has one set of pairs
   (all unordered pairs within each group) for every split; the synthetic set has a
@@ -125,19 +124,13 @@ def pair_source(data_config, split):
                                     config.synthetic_seed, split)
   if config.dataset == "voc":
     pairs_file = f"{config.voc_pairs_dir}/{split}.txt" if config.voc_pairs_dir else None
-    source = voc.load_pairs(config.root, split, split_seed=config.voc_split_seed,
-                            cache_file=config.voc_index_file or None, pairs_file=pairs_file)
-    if evaluating:
-      source = dataclasses.replace(source, pairs=_subsample(source.pairs, config.max_eval_pairs))
-    return source
+    return voc.load_pairs(config.root, split, split_seed=config.voc_split_seed,
+                          cache_file=config.voc_index_file or None, pairs_file=pairs_file)
   dataset = _folder_dataset(config)
   if not dataset.has_masks and not evaluating:
     raise ValueError(f"{config.root}: layout {dataset.layout!r} has no masks, so it cannot be "
                      "used for training")
-  source = folders.FolderPairs.from_dataset(dataset)
-  if evaluating:
-    source = dataclasses.replace(source, pairs=_subsample(source.pairs, config.max_eval_pairs))
-  return source
+  return folders.FolderPairs.from_dataset(dataset)
 
 
 def resize_image(image, size):
@@ -193,8 +186,8 @@ def _normalise(example):
           "mask_b": np.ascontiguousarray(example["mask_b"])}
 
 
-def _load_or_pad(source, size, index):
-  return _example(source, size, index) if index < len(source) else _padding(size)
+def _load_or_pad(source, positions, size, index):
+  return _example(source, size, positions[index]) if index < len(positions) else _padding(size)
 
 
 def dataset(data_config, *, split, batch_size, seed, shard_index=0, shard_count=1):
@@ -222,8 +215,10 @@ def dataset(data_config, *, split, batch_size, seed, shard_index=0, shard_count=
     if config.flip:
       pairs = pairs.random_map(_flip, seed=seed)
   else:
-    padded = math.ceil(len(source) / batch_size) * batch_size
-    pairs = grain.MapDataset.range(padded).map(functools.partial(_load_or_pad, source, size))
+    positions = _eval_positions(len(source), config.max_eval_pairs)
+    padded = math.ceil(len(positions) / batch_size) * batch_size
+    pairs = grain.MapDataset.range(padded).map(
+        functools.partial(_load_or_pad, source, positions, size))
   local = batch_size // shard_count
   batches = pairs.map(_normalise).batch(local, drop_remainder=True)
   return batches[shard_index::shard_count]

@@ -129,7 +129,7 @@ def _place(rng, size, category):
   """One object instance -> (rows, cols) slices of its bounding box, its inside mask
   and its colours [h, w, 3] within that box."""
   shape, colour, texture = CATEGORIES[category]
-  radius = rng.uniform(0.11, 0.22)
+  radius = rng.uniform(0.16, 0.28)
   cx, cy = rng.uniform(0.12, 0.88, 2)
   angle, aspect = rng.uniform(0, 2 * np.pi), rng.uniform(0.85, 1.2)
   reach = _SHAPE_REACH * radius * max(aspect, 1 / aspect)  # every shape lies within this
