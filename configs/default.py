@@ -5,6 +5,8 @@
 
 import ml_collections
 
+from coseg_jax.data import pipeline
+
 
 def get_config():
   config = ml_collections.ConfigDict()
@@ -17,24 +19,20 @@ def get_config():
   config.model.decoder_widths = (256, 128, 64, 32)  # §3.5 decoder convs before the 2-class conv
   config.model.dropout_rate = 0.2  # dropout after every decoder block (§3; rate not in the paper)
   config.model.dtype = "float32"  # compute dtype: "float32" | "bfloat16" (params stay float32)
+  config.model.decoder_type = "paper"  # "paper" (§3.5) | "reference" (the authors' released code)
 
   config.init = ml_collections.ConfigDict()
   config.init.vgg16_weights = ""  # torchvision VGG16 state_dict (.pth) or ported .npz; "" = random
 
-  config.data = ml_collections.ConfigDict()
-  config.data.dataset = "voc"  # "voc" (VOC2012 pairs) | "folder" (group folders) | "synthetic"
-  config.data.root = ""  # VOCdevkit (or its VOC2012) for voc; dataset root for folder
-  config.data.groups = ""  # folder only: comma-separated groups to use ("" = all)
-  config.data.image_size = 512  # square input size (§3.5: 512x512); a multiple of 32
-  config.data.flip = True  # random horizontal flip of each training image independently
-  config.data.num_threads = 4  # loader worker threads
-  config.data.prefetch = 4  # batches prepared ahead of the accelerator
-  config.data.num_categories = 6  # synthetic only: object categories
-  config.data.num_pairs = 256  # synthetic only: pairs in each of the val/test splits
+  # Every data key, documented, is in coseg_jax/data/pipeline.py:default_config.
+  config.data = pipeline.default_config()
+  config.data.dataset = "voc"  # PASCAL VOC 2012 pairs (§4.1)
+  config.data.image_size = 512  # §3.5
 
   config.train = ml_collections.ConfigDict()
   config.train.num_steps = 100_000  # optimisation steps
   config.train.learning_rate = 1e-5  # Adam (§3.5)
+  config.train.adam_eps = 1e-8  # Adam's epsilon (the torch and optax default)
   config.train.weight_decay = 5e-4  # L2 added to the gradient before Adam, as torch's Adam does
   config.train.freeze_encoder = False  # keep the VGG16 encoder fixed (no gradient, no update)
   config.train.log_every = 50  # steps between logged training metrics

@@ -76,7 +76,7 @@ def validate_config(config):
 def make_optimizer(train_config):
   """Adam (§3.5) with torch-style L2 weight decay; the encoder gets no update if frozen."""
   tx = optax.chain(optax.add_decayed_weights(train_config.weight_decay),
-                   optax.adam(train_config.learning_rate))
+                   optax.adam(train_config.learning_rate, eps=train_config.adam_eps))
   if not train_config.freeze_encoder:
     return tx
   labels = lambda params: {k: "frozen" if k == ENCODER else "trained" for k in params}

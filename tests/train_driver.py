@@ -1,0 +1,93 @@
+"""Runs a tiny training job in its own process (device count and distribution are per process).
+
+  python tests/train_driver.py --workdir W --steps N [--devices D]
+      [--process-id I --num-processes P --port PORT] [--kill-after-checkpoint S]
+
+Writes the final train state (params, batch_stats, opt_state, step, rng) to
+``<workdir>/final_state.npz`` (process 0 only), keyed by pytree path.
+``--kill-after-checkpoint S`` SIGKILLs the process from a watcher thread as soon as
+checkpoint S exists: a real crash in the middle of training, for the resume test.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+
+
+def tiny_config(steps):
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.seed = 3
+  config.batch_size = 4
+  config.model.attention = "csa"
+  config.model.encoder_widths = (8, 8, 16, 16, 16)
+  config.model.decoder_widths = (16, 8, 8, 8)
+  config.model.dropout_rate = 0.3  # exercises the per-step dropout key
+  config.data.dataset = "synthetic"
+  config.data.image_size = 64
+  config.data.num_pairs = 8
+  config.data.num_threads = 1
+  config.data.prefetch = 2
+  config.train.num_steps = steps
+  config.train.learning_rate = 1e-3
+  config.train.log_every = 1
+  config.train.eval_every = 0
+  config.train.checkpoint_every = 2
+  return config
+
+
+def kill_after(path):
+  while not os.path.isdir(path):
+    time.sleep(0.01)
+  os.kill(os.getpid(), signal.SIGKILL)
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--steps", type=int, default=6)
+  parser.add_argument("--devices", type=int, default=1)
+  parser.add_argument("--process-id", type=int, default=0)
+  parser.add_argument("--num-processes", type=int, default=1)
+  parser.add_argument("--port", type=int, default=0)
+  parser.add_argument("--kill-after-checkpoint", type=int, default=0)
+  parser.add_argument("--learning-rate", type=float, default=0)
+  parser.add_argument("--adam-eps", type=float, default=0)
+  args = parser.parse_args()
+  # Single-threaded kernels: runs then agree bit for bit even on a loaded machine.
+  os.environ["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={args.devices} "
+                             "--xla_cpu_multi_thread_eigen=false")
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update("jax_default_matmul_precision", "float32")
+  if args.num_processes > 1:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{args.port}",
+                               num_processes=args.num_processes, process_id=args.process_id)
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from coseg_jax import train_lib  # pylint: disable=g-import-not-at-top
+
+  config = tiny_config(args.steps)
+  if args.learning_rate:
+    config.train.learning_rate = args.learning_rate
+  if args.adam_eps:
+    config.train.adam_eps = args.adam_eps
+  if args.kill_after_checkpoint:
+    target = os.path.join(args.workdir, "checkpoints", str(args.kill_after_checkpoint))
+    threading.Thread(target=kill_after, args=(target,), daemon=True).start()
+  state = train_lib.train_and_evaluate(config, args.workdir)
+  saved = {"params": state.params, "batch_stats": state.batch_stats,
+           "opt_state": state.opt_state, "step": state.step, "rng": state.rng}
+  flat = {jax.tree_util.keystr(path): np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(saved)[0]}
+  if jax.process_index() == 0:
+    np.savez(os.path.join(args.workdir, "final_state.npz"), **flat)
+  print(f"done: process {jax.process_index()} of {jax.process_count()}, "
+        f"{jax.device_count()} devices, step {int(state.step)}")
+
+
+if __name__ == "__main__":
+  main()
