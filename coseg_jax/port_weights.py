@@ -1,9 +1,14 @@
-"""Ports a torchvision VGG16 state_dict to a torch-free ``.npz``.
+"""Ports torch weights to a torch-free ``.npz``.
 
   python -m coseg_jax.port_weights vgg16-397923af.pth vgg16_features.npz
+  python -m coseg_jax.port_weights --format reference epoch1iter5000.pkl reference_ca.npz
 
-The output holds the 13 encoder convolutions under torchvision's keys (OIHW float32)
-and loads with ``coseg_jax.load_torchvision_vgg16`` / ``init_variables`` without torch.
+``torchvision`` (default): the 13 encoder convolutions of a VGG16 state_dict under
+torchvision's keys (OIHW float32); loads with ``coseg_jax.load_torchvision_vgg16`` /
+``init_variables(vgg16_weights=...)``. ``reference``: every variable of a checkpoint of
+the authors' released code under its keys (``pretrained_model.*`` dropped); loads with
+``coseg_jax.weights.load_reference_checkpoint`` / ``init_variables(reference_checkpoint=...)``
+into ``CoSegNet(attention="ca_mlp", decoder_type="reference")`` (docs/reference.md).
 """
 
 import argparse
@@ -25,15 +30,28 @@ def port_torchvision(src, dst):
   return keys
 
 
+def port_reference(src, dst):
+  """Validates ``src`` as a released reference checkpoint and writes its variables to ``dst``."""
+  variables = weights.load_reference_checkpoint(src)
+  state = weights.variables_to_torch(variables, weights.reference_module_name)
+  np.savez(dst, **state)
+  return list(state)
+
+
+PORTS = {"torchvision": port_torchvision, "reference": port_reference}
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--format", choices=sorted(PORTS), default="torchvision",
+                      help="torchvision VGG16 (the encoder) or a reference checkpoint (all)")
   parser.add_argument("src", help="torch state_dict file (.pth / .pkl)")
   parser.add_argument("dst", help="output .npz")
   args = parser.parse_args(argv)
   if not args.dst.endswith(".npz"):
     parser.error(f"output must end in .npz, got {args.dst}")
-  keys = port_torchvision(args.src, args.dst)
+  keys = PORTS[args.format](args.src, args.dst)
   print(f"wrote {len(keys)} tensors to {args.dst}")
 
 

@@ -1,31 +1,33 @@
-"""A PyTorch twin of ``CoSegNet`` (§3), for parity tests and weight exchange with PyTorch.
+"""PyTorch twins of ``CoSegNet``, for parity tests and weight exchange with PyTorch.
 
 torch is an optional extra (``pip install 'coseg_jax[torch]'``): ``import coseg_jax``
-never imports this module. The twin is plain PyTorch (no torchvision), NCHW, split like
-the flax model into ``encode`` -> ``attend`` -> ``combine`` -> ``decode``, and its pair
-forward runs both images as one batch of 2B. Its encoder is an ``nn.Sequential`` named
-``features`` with torchvision's indices, so a torchvision VGG16 state_dict loads into it.
+never imports this module. The twins are plain PyTorch (no torchvision), NCHW, split
+like the flax model into ``encode`` -> ``attend`` -> ``combine`` -> ``decode``, and
+their pair forward runs both images as one batch of 2B:
+
+* ``CoSegNetTorch``: the paper's network (§3); its encoder is an ``nn.Sequential``
+  named ``features`` with torchvision's indices, so a torchvision VGG16 state_dict
+  loads into it;
+* ``ReferenceCoSegNetTorch``: the authors' released code, with the exact state_dict
+  keys of its checkpoints (docs/reference.md).
 
 ``variables_to_state_dict`` / ``state_dict_to_variables`` convert full flax variables
-(params and batch_stats) to and from the twin's state_dict; NHWC <-> NCHW and
-HWIO <-> OIHW happen only here. One known difference is left as is: in training
+(params and batch_stats) to and from a twin's state_dict; NHWC <-> NCHW here, and
+HWIO <-> OIHW in ``coseg_jax.weights``. One known difference is left as is: in training
 torch's BatchNorm updates ``running_var`` with the unbiased batch variance, flax's with
 the biased one (a factor n / (n - 1), n = pixels per channel in the batch).
 """
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
-from flax import traverse_util
 from torch import nn
 from torch.nn import functional as F
 
+from coseg_jax import weights
 from coseg_jax.losses import IGNORE
 from coseg_jax.models.attention import REDUCTIONS
 from coseg_jax.models.decoder import PAPER_DECODER_WIDTHS
 from coseg_jax.models.vgg import VGG16_LAYOUT, VGG16_WIDTHS, conv_channels
-from coseg_jax.weights import check_state_dict, strip_prefix
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # torch convention; flax momentum = 1 - 0.1
 
@@ -129,7 +131,7 @@ def upsample2x(x):
 
 
 class PaperDecoder(nn.Module):
-  """§3.5: (upsample -> conv3x3 -> ReLU -> BatchNorm -> dropout) per width, then upsample -> conv."""
+  """§3.5: per width upsample -> conv3x3 -> ReLU -> BatchNorm -> dropout; upsample -> conv."""
 
   def __init__(self, in_channels, widths=PAPER_DECODER_WIDTHS, num_classes=2, dropout_rate=0.2):
     super().__init__()
@@ -149,6 +151,16 @@ class PaperDecoder(nn.Module):
 
 class SiameseTwin(nn.Module):
   """The pair forward shared by the twins; subclasses define encode/attend/combine/decode."""
+  unmapped_prefixes = ()  # state_dict keys with no flax counterpart
+
+  def load_variables(self, variables):
+    """Loads flax variables, all or nothing; only ``unmapped_prefixes`` keys stay as they are."""
+    state = variables_to_state_dict(variables)
+    expected = {key: value.shape for key, value in self.state_dict().items()
+                if not key.startswith(self.unmapped_prefixes)}
+    weights.check_state_dict(state, expected, f"variables for {type(self).__name__}")
+    self.load_state_dict(state, strict=False)
+    return self
 
   def forward(self, img_a, img_b):
     """NCHW images [B, 3, H, W] -> (logits_a, logits_b) [B, 2, H, W], as one batch of 2B."""
@@ -182,6 +194,101 @@ class CoSegNetTorch(SiameseTwin):
 
   def decode(self, f, alpha):
     return self.decoder(self.learner.attend(f, alpha))
+
+
+class ConvBlock(nn.Module):
+  """The released code's conv block: reflect-pad -> conv (bias) [-> BatchNorm] [-> ReLU]."""
+
+  def __init__(self, in_channels, out_channels, kernel_size, norm=True, relu=True):
+    super().__init__()
+    self.pad = nn.ReflectionPad2d(kernel_size // 2)
+    self.conv = nn.Conv2d(in_channels, out_channels, kernel_size)
+    self.norm = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM) if norm else None
+    self.activation = nn.ReLU() if relu else None
+
+  def forward(self, x):
+    x = self.conv(self.pad(x))
+    x = x if self.norm is None else self.norm(x)
+    return x if self.activation is None else self.activation(x)
+
+
+class ResBlock(nn.Module):
+  def __init__(self, dim):
+    super().__init__()
+    self.model = nn.Sequential(ConvBlock(dim, dim, 3), ConvBlock(dim, dim, 3, relu=False))
+
+  def forward(self, x):
+    return x + self.model(x)
+
+
+class ResBlocks(nn.Module):
+  def __init__(self, n_res, dim):
+    super().__init__()
+    self.model = nn.Sequential(*[ResBlock(dim) for _ in range(n_res)])
+
+  def forward(self, x):
+    return self.model(x)
+
+
+class ReferenceDecoder(nn.Module):
+  """``Decoder(n_res=2, dim=512, output_dim=2, activ='relu', pad_type='reflect')`` of the
+  released code: ResBlocks, 5 x (upsample, conv5x5 halving the channels), conv7x7."""
+
+  def __init__(self, dim=512, n_res=2, n_up=5, output_dim=2):
+    super().__init__()
+    layers = [ResBlocks(n_res, dim)]
+    for _ in range(n_up):
+      layers += [nn.Upsample(scale_factor=2), ConvBlock(dim, dim // 2, 5)]
+      dim //= 2
+    layers.append(ConvBlock(dim, output_dim, 7, norm=False, relu=False))
+    self.model = nn.Sequential(*layers)
+
+  def forward(self, x):
+    return self.model(x)
+
+
+class VGG16(nn.Module):
+  """torchvision's VGG16 module layout: ``features`` and ``classifier``."""
+
+  def __init__(self, widths=VGG16_WIDTHS, hidden=4096, num_classes=1000):
+    super().__init__()
+    self.features = vgg16_features(widths)
+    self.classifier = nn.Sequential(
+        nn.Linear(widths[-1] * 7 * 7, hidden), nn.ReLU(), nn.Dropout(),
+        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(), nn.Linear(hidden, num_classes))
+
+
+class ReferenceCoSegNetTorch(SiameseTwin):
+  """The authors' released CA model, with their checkpoints' state_dict keys.
+
+  Twin of ``CoSegNet(attention="ca_mlp", decoder_type="reference")``. ``features_map``
+  is ``pretrained_model.features`` (shared modules, so both key sets are saved);
+  ``pretrained_model.classifier`` is unused. ``classifier_hidden`` only shrinks that
+  unused classifier for tests.
+  """
+  unmapped_prefixes = weights.REFERENCE_UNUSED
+
+  def __init__(self, encoder_widths=VGG16_WIDTHS, hidden=4096, num_classes=2,
+               classifier_hidden=4096):
+    super().__init__()
+    self.pretrained_model = VGG16(encoder_widths, classifier_hidden)
+    self.features_map = self.pretrained_model.features
+    self.mlp1 = nn.Linear(encoder_widths[-1], hidden)
+    self.mlp2 = nn.Linear(hidden, encoder_widths[-1])
+    self.dec = ReferenceDecoder(encoder_widths[-1], output_dim=num_classes)
+
+  def encode(self, x):
+    return self.features_map(x)
+
+  def attend(self, f):
+    return torch.sigmoid(self.mlp2(torch.tanh(self.mlp1(global_average_pool(f)))))
+
+  def combine(self, own, context):
+    del own
+    return context
+
+  def decode(self, f, alpha):
+    return self.dec(scale_channels(f, alpha))
 
 
 def reduce_group(alphas, reduce="mean", leave_one_out=False):
@@ -226,88 +333,45 @@ def pair_loss(logits_a, logits_b, mask_a, mask_b):
   return cross_entropy(logits_a, mask_a) + cross_entropy(logits_b, mask_b)
 
 
-_LEAF_NAMES = {
-    ("params", "kernel"): "weight",
-    ("params", "scale"): "weight",
-    ("params", "bias"): "bias",
-    ("batch_stats", "mean"): "running_mean",
-    ("batch_stats", "var"): "running_var",
-}
-
-
-def torch_key(collection, path):
-  """Flax variable (collection, module path + leaf) -> the twin's state_dict key."""
-  module, leaf = path[:-1], path[-1]
+def paper_module_name(module):
+  """Flax module path of the paper model -> the twin's module name (encoder: torchvision's)."""
   if module[0] == "encoder":
-    module = ("features", module[1].split("_")[1])
-  return ".".join(module + (_LEAF_NAMES[collection, leaf],))
+    return f"features.{module[1].split('_')[1]}"
+  return ".".join(module)
 
 
-_TO_TORCH = {4: (3, 2, 0, 1), 2: (1, 0)}  # HWIO -> OIHW, (in, out) -> (out, in)
-_FROM_TORCH = {4: (2, 3, 1, 0), 2: (1, 0)}
-
-
-def _axes(table, ndim):
-  return table.get(ndim, tuple(range(ndim)))
-
-
-def torch_shape(shape):
-  """Shape of a flax variable in torch's layout."""
-  return tuple(shape[axis] for axis in _axes(_TO_TORCH, len(shape)))
-
-
-def to_torch_layout(x):
-  """HWIO conv kernel -> OIHW, (in, out) dense kernel -> (out, in); vectors unchanged."""
-  return x.transpose(_axes(_TO_TORCH, x.ndim))
-
-
-def from_torch_layout(x):
-  """Inverse of ``to_torch_layout``."""
-  return x.transpose(_axes(_FROM_TORCH, x.ndim))
-
-
-def _flat(variables):
-  return {(collection, path): value for collection, tree in variables.items()
-          for path, value in traverse_util.flatten_dict(dict(tree)).items()}
+def _module_name(variables):
+  """The twin layout of ``variables``: the reference decoder's residual blocks tell it apart."""
+  paths = [path for _, path in weights.flatten_variables(variables)]
+  return (weights.reference_module_name if any(p[:2] == ("decoder", "res_0") for p in paths)
+          else paper_module_name)
 
 
 def variables_to_state_dict(variables):
-  """Flax variables ({"params", "batch_stats"}) -> the twin's state_dict (torch tensors).
+  """Flax variables (any of "params", "batch_stats") -> the twin's state_dict (torch tensors).
 
-  BatchNorm layers get ``num_batches_tracked = 0`` so that ``load_state_dict`` is strict.
+  The layout (paper or reference) follows the variables. BatchNorm layers get
+  ``num_batches_tracked = 0``; load into a twin with its ``load_variables``.
   """
   state = {}
-  for (collection, path), value in _flat(variables).items():
-    key = torch_key(collection, path)
-    state[key] = torch.from_numpy(np.array(to_torch_layout(np.asarray(value))))
+  for key, value in weights.variables_to_torch(variables, _module_name(variables)).items():
+    state[key] = torch.from_numpy(value)
     if key.endswith(".running_mean"):
       state[key.replace(".running_mean", ".num_batches_tracked")] = torch.tensor(0)
   return state
 
 
-def variable_shapes(model, image_size=64):
-  """Shapes of ``model``'s variables (no computation): {"params": ..., "batch_stats": ...}."""
-  x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-  rng = jax.random.key(0)
-  return jax.eval_shape(lambda a, b: model.init({"params": rng, "dropout": rng}, a, b), x, x)
-
-
 def state_dict_to_variables(state_dict, model, source="state_dict"):
-  """The twin's state_dict -> flax variables of ``model`` (a ``CoSegNet``), numpy arrays.
+  """A twin's state_dict -> float32 numpy variables of ``model`` (a ``CoSegNet``).
 
-  Keys may carry ``nn.DataParallel``'s ``module.`` prefix; ``num_batches_tracked`` is
-  ignored. Any missing, unexpected or mis-shaped key raises ``WeightFileError`` naming
-  all of them, before anything is converted.
+  The layout follows ``model.decoder_type``. Keys may carry ``nn.DataParallel``'s
+  ``module.`` prefix; ``num_batches_tracked`` (and for the reference layout
+  ``pretrained_model.*``) is ignored. Any missing, unexpected or mis-shaped key raises
+  ``WeightFileError`` naming all of them, before anything is converted.
   """
-  state = {key: np.asarray(value.detach().cpu().numpy() if torch.is_tensor(value) else value)
-           for key, value in strip_prefix(dict(state_dict)).items()
-           if not key.endswith(".num_batches_tracked")}
-  template = _flat(variable_shapes(model))
-  keys = {torch_key(*name): name for name in template}
-  check_state_dict(state, {key: torch_shape(template[name].shape) for key, name in keys.items()},
-                   source)
-  variables = {}
-  for key, (collection, path) in keys.items():
-    value = np.ascontiguousarray(from_torch_layout(state[key]), np.float32)
-    variables.setdefault(collection, {})[path] = value
-  return {collection: traverse_util.unflatten_dict(tree) for collection, tree in variables.items()}
+  state = {key: value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+           for key, value in state_dict.items()}
+  if model.decoder_type == "reference":
+    return weights.variables_from_torch(state, model, weights.reference_module_name, source,
+                                        weights.REFERENCE_UNUSED)
+  return weights.variables_from_torch(state, model, paper_module_name, source)

@@ -1,43 +1,27 @@
 """CoSegNet against its PyTorch twin (``coseg_jax.torch_twin``): same weights, same outputs."""
 
-import copy
-import os
 import pathlib
 import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="torch is an optional extra: pip install 'coseg_jax[torch]'")
+torch = pytest.importorskip("torch", reason="optional extra: pip install 'coseg_jax[torch]'")
 
-from coseg_jax import CoSegNet, load_torchvision_vgg16, preprocess, segment_group  # pylint: disable=g-import-not-at-top
-from coseg_jax import torch_twin as tt  # pylint: disable=g-import-not-at-top
-from coseg_jax.losses import IGNORE, pair_loss  # pylint: disable=g-import-not-at-top
-from coseg_jax.models.vgg import VGG16Encoder  # pylint: disable=g-import-not-at-top
-from coseg_jax.weights import WeightFileError, strip_prefix  # pylint: disable=g-import-not-at-top
+# pylint: disable=g-import-not-at-top
+from coseg_jax import CoSegNet, load_torchvision_vgg16, preprocess, segment_group
+from coseg_jax import torch_twin as tt
+from coseg_jax.models.vgg import VGG16Encoder
+from coseg_jax.weights import WeightFileError, strip_prefix, variable_shapes
+from parity_utils import SIZE, TOL, WIDTHS, grad_errors, images, rel_err, train_step
+# pylint: enable=g-import-not-at-top
 
 jax.config.update("jax_default_matmul_precision", "float32")
 
-SIZE = 64
-WIDTHS = (8, 16, 32, 32, 64)  # VGG16's depth and strides with fewer channels: fast on CPU
 DECODER_WIDTHS = (32, 16, 16, 8)
 ATTENTIONS = ("ca", "fca", "csa", "none")
-TOL = 1e-4
-DATA = pathlib.Path(os.environ.get("COSEG_DATA_DIR",
-                                   pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-def rel_err(x, ref):
-  """max |x - ref| / max |ref|."""
-  x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
-  return np.abs(x - ref).max() / np.abs(ref).max()
-
-
-def images(n, seed):
-  return np.random.default_rng(seed).normal(size=(n, SIZE, SIZE, 3)).astype(np.float32)
 
 
 def random_variables(model, seed):
@@ -49,7 +33,7 @@ def random_variables(model, seed):
            "bias": lambda s: rng.normal(0, 0.1, s), "scale": lambda s: rng.uniform(0.5, 1.5, s),
            "mean": lambda s: rng.normal(0, 0.1, s), "var": lambda s: rng.uniform(0.5, 1.5, s)}
   return jax.tree_util.tree_map_with_path(
-      lambda path, x: draws[path[-1].key](x.shape).astype(np.float32), tt.variable_shapes(model))
+      lambda path, x: draws[path[-1].key](x.shape).astype(np.float32), variable_shapes(model))
 
 
 @pytest.fixture(scope="module", params=ATTENTIONS)
@@ -58,8 +42,7 @@ def nets(request):
   model = CoSegNet(request.param, WIDTHS, DECODER_WIDTHS, dropout_rate=0.0)
   variables = random_variables(model, seed=1)
   twin = tt.CoSegNetTorch(request.param, WIDTHS, DECODER_WIDTHS, dropout_rate=0.0)
-  twin.load_state_dict(tt.variables_to_state_dict(variables))
-  return model, variables, twin.eval()
+  return model, variables, twin.load_variables(variables).eval()
 
 
 def test_pair_logits_match(nets):
@@ -86,8 +69,7 @@ def test_group_probs_match(nets, reduce, leave_one_out):
 def test_group_settings_are_distinguishable():
   """The group comparison above can fail: each setting changes the twin's output."""
   twin = tt.CoSegNetTorch("ca", WIDTHS, DECODER_WIDTHS).eval()
-  twin.load_state_dict(tt.variables_to_state_dict(
-      random_variables(CoSegNet("ca", WIDTHS, DECODER_WIDTHS), seed=4)))
+  twin.load_variables(random_variables(CoSegNet("ca", WIDTHS, DECODER_WIDTHS), seed=4))
   group = tt.to_nchw(images(3, seed=3))
   outputs = [tt.segment_group(twin, group, reduce, loo).numpy()
              for reduce in ("mean", "min") for loo in (False, True)]
@@ -97,48 +79,21 @@ def test_group_settings_are_distinguishable():
 
 
 def test_train_step_matches(nets):
-  """Loss, gradients and BatchNorm statistics after one training step (dropout off).
-
-  Float64 on both sides: in float32 a ReLU input within rounding of zero can take the
-  other branch in one framework (seen: 1 of 65k in conv4_2 with real widths), which
-  moves upstream gradients by percents without any difference in the networks.
-  """
+  """Loss, gradients and BatchNorm statistics after one training step (float64, see train_step)."""
   model, variables, twin = nets
-  a, b = np.split(images(4, seed=5), 2)
-  labels = np.random.default_rng(6).choice([0, 1, IGNORE], size=(4, SIZE, SIZE))
-  mask_a, mask_b = np.split(labels.astype(np.int32), 2)
-  with jax.enable_x64(True):
-    model64 = model.clone(dtype=jnp.float64)
-    variables64 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), variables)
-
-    def loss_fn(params):
-      (logits_a, logits_b), state = model64.apply(
-          {"params": params, "batch_stats": variables64["batch_stats"]}, a, b, train=True,
-          mutable=["batch_stats"])
-      return pair_loss(logits_a, logits_b, mask_a, mask_b), state["batch_stats"]
-
-    step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
-    (loss, stats), grads = step(variables64["params"])
-  twin64 = copy.deepcopy(twin).double().train()
-  logits_a, logits_b = twin64(tt.to_nchw(a).double(), tt.to_nchw(b).double())
-  ref_loss = tt.pair_loss(logits_a, logits_b, torch.from_numpy(mask_a), torch.from_numpy(mask_b))
-  ref_loss.backward()
-
-  assert rel_err(loss, ref_loss.item()) < TOL
-  got = tt.variables_to_state_dict({"params": grads})
-  expected = {key: p.grad.numpy() for key, p in twin64.named_parameters()}
-  assert sorted(got) == sorted(expected)
-  errors = {key: rel_err(got[key], expected[key]) for key in expected}
+  got, ref = train_step(model, variables, twin)
+  assert rel_err(got["loss"], ref["loss"]) < TOL
+  assert sorted(got["grads"]) == sorted(ref["grads"])
+  errors = grad_errors(got["grads"], ref["grads"])
   assert max(errors.values()) < TOL, errors
-  new_stats = tt.variables_to_state_dict({"batch_stats": stats})
-  buffers = dict(twin64.named_buffers())
   for i in range(len(DECODER_WIDTHS)):
     prefix, old = f"decoder.bn_{i}.", variables["batch_stats"]["decoder"][f"bn_{i}"]["var"]
-    assert rel_err(new_stats[prefix + "running_mean"], buffers[prefix + "running_mean"]) < TOL
+    mean, var = (got["stats"][prefix + name] for name in ("running_mean", "running_var"))
+    assert rel_err(mean, ref["stats"][prefix + "running_mean"]) < TOL
     # torch updates running_var with the unbiased batch variance, flax with the biased one.
-    n = len(a) * 2 * (SIZE // 32 * 2 ** (i + 1)) ** 2
-    unbiased = 0.9 * old + (new_stats[prefix + "running_var"].numpy() - 0.9 * old) * n / (n - 1)
-    np.testing.assert_allclose(buffers[prefix + "running_var"].numpy(), unbiased, rtol=1e-6)
+    n = 2 * (SIZE // 32 * 2 ** (i + 1)) ** 2  # 2 images of h * w pixels
+    unbiased = 0.9 * old + (var - 0.9 * old) * n / (n - 1)
+    np.testing.assert_allclose(ref["stats"][prefix + "running_var"], unbiased, rtol=1e-6)
 
 
 def test_converters_round_trip(nets):
@@ -174,17 +129,16 @@ def test_state_dict_accepts_data_parallel_prefix():
                tt.state_dict_to_variables(twin.state_dict(), model))
 
 
-def test_real_vgg16_pool5_matches():
-  weights = DATA / "vgg16_features_oxford.pth"
-  image = DATA / "pascal_voc10_coseg" / "images" / "Cat" / "img_1001.jpg"
-  if not (weights.is_file() and image.is_file()):
-    pytest.skip(f"real VGG16 weights or PASCAL image not found under {DATA} (set COSEG_DATA_DIR)")
+def test_real_vgg16_pool5_matches(data_dir, vgg16_path):
+  image = data_dir / "pascal_voc10_coseg" / "images" / "Cat" / "img_1001.jpg"
+  if not image.is_file():
+    pytest.skip(f"PASCAL co-segmentation image not found: {image}")
   from PIL import Image  # pylint: disable=g-import-not-at-top
   rgb = np.asarray(Image.open(image).convert("RGB").resize((96, 96), Image.BILINEAR))
   x = preprocess(rgb[None])
-  features = VGG16Encoder().apply({"params": load_torchvision_vgg16(weights)}, x)
+  features = VGG16Encoder().apply({"params": load_torchvision_vgg16(vgg16_path)}, x)
   twin = tt.vgg16_features()
-  twin.load_state_dict(strip_prefix(torch.load(weights, weights_only=True), "features."))
+  twin.load_state_dict(strip_prefix(torch.load(vgg16_path, weights_only=True), "features."))
   with torch.no_grad():
     expected = tt.to_nhwc(twin(tt.to_nchw(x)))
   assert features.shape == expected.shape == (1, 3, 3, 512)

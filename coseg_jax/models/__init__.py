@@ -18,6 +18,7 @@ def build(model_config):
       decoder_widths=tuple(model_config.decoder_widths),
       dropout_rate=model_config.dropout_rate,
       dtype=DTYPES[model_config.dtype],
+      decoder_type=model_config.get("decoder_type", "paper"),
   )
 
 

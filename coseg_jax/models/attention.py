@@ -76,6 +76,22 @@ class ChannelSpatialAttention(ChannelAttention):
     return scale_channels(f, alpha) * self.spatial(f)
 
 
+class MLPChannelAttention(ChannelAttention):
+  """The CA of the authors' released code ("ca_mlp"): a two-layer MLP instead of eq. (1)'s FC.
+
+  alpha = sigmoid(W_2 tanh(W_1 AvgPool(f) + b_1) + b_2), W_1: C -> ``hidden``; used like
+  CA, eq. (3)–(4): an image is attended by the other image's alpha.
+  """
+  hidden: int = 4096
+
+  def setup(self):
+    self.mlp1 = nn.Dense(self.hidden, dtype=self.dtype)
+    self.mlp2 = nn.Dense(self.features, dtype=self.dtype)
+
+  def __call__(self, f):
+    return nn.sigmoid(self.mlp2(jnp.tanh(self.mlp1(global_average_pool(f)))))
+
+
 class NoAttention(nn.Module):
   """Identity learner: encoder + decoder only (Pixel Objectness, the paper's §4.2 baseline)."""
   features: int = 512
@@ -97,6 +113,7 @@ ATTENTIONS = {
     "ca": ChannelAttention,
     "fca": FusedChannelAttention,
     "csa": ChannelSpatialAttention,
+    "ca_mlp": MLPChannelAttention,
     "none": NoAttention,
 }
 

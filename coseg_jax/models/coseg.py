@@ -13,9 +13,11 @@ import jax.numpy as jnp
 
 from coseg_jax.models.attention import ATTENTIONS
 from coseg_jax.models.decoder import PAPER_DECODER_WIDTHS, Decoder
+from coseg_jax.models.reference import ReferenceDecoder
 from coseg_jax.models.vgg import VGG16_WIDTHS, VGG16Encoder
 
 STRIDE = 32
+DECODERS = ("paper", "reference")
 
 
 def check_images(x, name="images"):
@@ -35,6 +37,10 @@ class CoSegNet(nn.Module):
   [B, H, W, 2] float32 (class 1 = foreground). Both images of a pair go through the
   encoder and decoder as one batch of 2B (a Siamese network with shared weights), so
   in training BatchNorm normalises over both images of every pair.
+
+  ``decoder_type="paper"`` is §3.5's decoder (``decoder_widths``, ``dropout_rate``);
+  ``"reference"`` is the decoder of the authors' released code (``models.reference``),
+  which with ``attention="ca_mlp"`` loads their checkpoints (docs/reference.md).
   """
   attention: str = "csa"
   encoder_widths: Sequence[int] = VGG16_WIDTHS
@@ -42,14 +48,20 @@ class CoSegNet(nn.Module):
   num_classes: int = 2
   dropout_rate: float = 0.2
   dtype: jnp.dtype = jnp.float32
+  decoder_type: str = "paper"
 
   def setup(self):
     if self.attention not in ATTENTIONS:
       raise ValueError(f"attention must be one of {sorted(ATTENTIONS)}, got {self.attention!r}")
+    if self.decoder_type not in DECODERS:
+      raise ValueError(f"decoder_type must be one of {DECODERS}, got {self.decoder_type!r}")
     self.encoder = VGG16Encoder(self.encoder_widths, dtype=self.dtype)
     self.learner = ATTENTIONS[self.attention](self.encoder_widths[-1], dtype=self.dtype)
-    self.decoder = Decoder(self.decoder_widths, self.num_classes, self.dropout_rate,
-                           dtype=self.dtype)
+    if self.decoder_type == "reference":
+      self.decoder = ReferenceDecoder(num_classes=self.num_classes, dtype=self.dtype)
+    else:
+      self.decoder = Decoder(self.decoder_widths, self.num_classes, self.dropout_rate,
+                             dtype=self.dtype)
 
   def encode(self, x):
     """[B, H, W, 3] -> pool5 feature map f [B, H/32, W/32, C]."""
