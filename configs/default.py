@@ -23,6 +23,7 @@ def get_config():
 
   config.init = ml_collections.ConfigDict()
   config.init.vgg16_weights = ""  # torchvision VGG16 state_dict (.pth) or ported .npz; "" = random
+  config.init.reference_checkpoint = ""  # released reference-model checkpoint: loads everything
 
   # Every data key, documented, is in coseg_jax/data/pipeline.py:default_config.
   config.data = pipeline.default_config()

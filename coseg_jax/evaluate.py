@@ -23,6 +23,7 @@ group (class), then over the groups (the tables' "Average" row).
 
 import dataclasses
 import json
+import os
 import pathlib
 import time
 
@@ -41,6 +42,7 @@ GROUP_MODES = ("pairwise", "group_mean", "group_min", "all_foreground")
 MODES = PAIR_MODES + GROUP_MODES
 DEFAULT_MODES = {"voc": PAIR_MODES, "synthetic": MODES, "folder": GROUP_MODES}
 THRESHOLD = 0.5
+RELEASED_IMAGE_SIZE = 512  # the released reference checkpoints were trained at 512x512
 
 
 # ----------------------------------------------------------------------------- loading
@@ -117,13 +119,29 @@ def check_variables(model, variables, source):
                                   "the checkpoint: evaluate with that run's config)") from e
 
 
+def released_run(path, config=None):
+  """(config, model, variables) of a released reference checkpoint file (docs/reference.md).
+
+  Without ``config`` the model is ``weights.reference_model()`` at its 512x512 input.
+  """
+  if config is None:
+    config = ml_collections.ConfigDict({"data": {"image_size": RELEASED_IMAGE_SIZE}})
+    model = weights.reference_model()
+  else:
+    model = models.build(config.model)
+  return config, model, weights.load_reference_checkpoint(path, model)
+
+
 def load_run(workdir=None, checkpoint=None, config=None):
-  """(config, model, variables) of a trained run.
+  """(config, model, variables) of a trained run, or of a released checkpoint file.
 
   ``config`` (e.g. from ``--config``) wins; without it the run's config.json is read.
-  ``workdir`` and ``checkpoint`` are as in ``find_checkpoint``. A missing checkpoint or
+  ``workdir`` and ``checkpoint`` are as in ``find_checkpoint``; a ``checkpoint`` that is a
+  file (.pkl/.pth/.npz) is a released reference checkpoint. A missing checkpoint or
   config.json raises ``FileNotFoundError`` naming the path.
   """
+  if checkpoint is not None and os.path.isfile(checkpoint):
+    return released_run(checkpoint, config)
   found = find_checkpoint(workdir, checkpoint)
   config = read_config(found.run_dir) if config is None else config
   model = models.build(config.model)

@@ -68,8 +68,9 @@ def validate_config(config):
     if not ok:
       value = functools.reduce(lambda c, k: c[k], key.split("."), config)
       raise ValueError(f"config.{key} = {value!r} is invalid: expected {expected}")
-  if config.init.vgg16_weights and not os.path.isfile(config.init.vgg16_weights):
-    raise FileNotFoundError(f"config.init.vgg16_weights: no such file {config.init.vgg16_weights}")
+  for key in ("vgg16_weights", "reference_checkpoint"):
+    if config.init[key] and not os.path.isfile(config.init[key]):
+      raise FileNotFoundError(f"config.init.{key}: no such file {config.init[key]}")
 
 
 # ----------------------------------------------------------------------------- state
@@ -84,10 +85,12 @@ def make_optimizer(train_config):
 
 
 def create_state(config, model, rng):
-  """Initial TrainState: encoder from ``config.init.vgg16_weights`` if set."""
+  """Initial TrainState: encoder from ``config.init.vgg16_weights``, or every variable from
+  ``config.init.reference_checkpoint`` (fine-tuning a released model), if set."""
   init_rng, dropout_rng = jax.random.split(rng)
   variables = weights.init_variables(model, init_rng, config.data.image_size,
-                                     config.init.vgg16_weights or None)
+                                     config.init.vgg16_weights or None,
+                                     config.init.reference_checkpoint or None)
   return TrainState.create(apply_fn=model.apply, params=variables["params"],
                            tx=make_optimizer(config.train),
                            batch_stats=variables["batch_stats"],

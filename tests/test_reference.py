@@ -1,5 +1,6 @@
 """The authors' released architecture ("reference"): checkpoint conversion against the twin."""
 
+import pathlib
 import subprocess
 import sys
 
@@ -186,3 +187,33 @@ def test_reference_decoder_needs_64_pixels():
 def test_unknown_decoder_type_is_named():
   with pytest.raises(ValueError, match="decoder_type must be one of .*'upernet'"):
     weights.variable_shapes(weights.CoSegNet(decoder_type="upernet"))
+
+
+def test_segment_cli_takes_a_released_checkpoint(checkpoint, variables, tmp_path, monkeypatch):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from coseg_jax import segment  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(weights, "reference_model", lambda: MODEL)  # the test's narrow VGG16
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  photos_uint8 = np.random.default_rng(4).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
+  for i, uint8 in enumerate(photos_uint8):
+    Image.fromarray(uint8).save(photos / f"p{i}.png")
+  segment.main(["--checkpoint", str(checkpoint[1]), "--images", str(photos),
+                "--out", str(tmp_path / "out"), "--image-size", str(SIZE)])
+  masks = [np.asarray(Image.open(tmp_path / "out" / f"p{i}_mask.png")) > 127 for i in range(3)]
+  expected = segment_group(MODEL, variables, photos_uint8)
+  np.testing.assert_array_equal(np.stack(masks), expected)
+
+
+def test_fine_tuning_starts_from_the_released_checkpoint(checkpoint, variables):
+  sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
+  from configs import reference_ca  # pylint: disable=g-import-not-at-top
+  from coseg_jax import models, train_lib  # pylint: disable=g-import-not-at-top
+  config = reference_ca.get_config()
+  config.model.encoder_widths = WIDTHS
+  config.data.image_size = SIZE
+  config.init.reference_checkpoint = str(checkpoint[1])
+  train_lib.validate_config(config)
+  state = train_lib.create_state(config, models.build(config.model), jax.random.key(0))
+  jax.tree.map(np.testing.assert_array_equal, state.params, variables["params"])
+  jax.tree.map(np.testing.assert_array_equal, state.batch_stats, variables["batch_stats"])
