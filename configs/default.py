@@ -16,6 +16,8 @@ def get_config():
   config.model = ml_collections.ConfigDict()
   config.model.attention = "csa"  # "ca" | "fca" | "csa" | "none" (§3.1–3.3; none = Pixel Objectness)
   config.model.encoder_widths = (64, 128, 256, 512, 512)  # VGG16 stage widths (torchvision)
+  config.model.encoder_convs = (2, 2, 3, 3, 3)  # convs per stage (VGG16)
+  config.model.encoder_batch_norm = False  # BatchNorm after every encoder conv (not VGG16)
   config.model.decoder_widths = (256, 128, 64, 32)  # §3.5 decoder convs before the 2-class conv
   config.model.dropout_rate = 0.2  # dropout after every decoder block (§3; rate not in the paper)
   config.model.dtype = "float32"  # compute dtype: "float32" | "bfloat16" (params stay float32)

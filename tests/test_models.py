@@ -177,3 +177,19 @@ def test_preprocess_matches_torchvision_formula():
   np.testing.assert_allclose(preprocess(x)[0, 0, 0], expected, rtol=1e-6)
   with pytest.raises(ValueError, match="uint8"):
     preprocess(x.astype(np.float32))
+
+
+def test_light_encoder_preset_follows_vgg_bn_names():
+  """convs_per_stage=1 with BatchNorm: names like torchvision's vgg11_bn (conv N, BN N+1)."""
+  model = CoSegNet("csa", encoder_widths=(8, 8, 16, 16, 16), encoder_convs=(1, 1, 1, 1, 1),
+                   encoder_batch_norm=True, decoder_widths=(16, 8, 8, 8))
+  variables = init_variables(model, jax.random.key(0), SIZE)
+  assert sorted(variables["params"]["encoder"]) == sorted(
+      [f"features_{i}" for i in (0, 4, 8, 12, 16)] + [f"features_{i}" for i in (1, 5, 9, 13, 17)])
+  x = images(8)
+  _, updated = model.apply(variables, x[:1], x[1:], train=True, mutable=["batch_stats"],
+                           rngs={"dropout": jax.random.key(1)})
+  before = variables["batch_stats"]["encoder"]["features_1"]["mean"]
+  assert np.abs(np.asarray(updated["batch_stats"]["encoder"]["features_1"]["mean"] - before)).max() > 0
+  f = model.apply(variables, x, method=CoSegNet.encode)
+  assert f.shape == (2, SIZE // 32, SIZE // 32, 16)

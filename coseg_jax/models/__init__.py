@@ -15,10 +15,12 @@ def build(model_config):
   return CoSegNet(
       attention=model_config.attention,
       encoder_widths=tuple(model_config.encoder_widths),
+      encoder_convs=tuple(model_config.encoder_convs),
+      encoder_batch_norm=model_config.encoder_batch_norm,
       decoder_widths=tuple(model_config.decoder_widths),
       dropout_rate=model_config.dropout_rate,
       dtype=DTYPES[model_config.dtype],
-      decoder_type=model_config.get("decoder_type", "paper"),
+      decoder_type=model_config.decoder_type,
   )
 
 

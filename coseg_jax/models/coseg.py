@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from coseg_jax.models.attention import ATTENTIONS
 from coseg_jax.models.decoder import PAPER_DECODER_WIDTHS, Decoder
 from coseg_jax.models.reference import ReferenceDecoder
-from coseg_jax.models.vgg import VGG16_WIDTHS, VGG16Encoder
+from coseg_jax.models.vgg import VGG16_CONVS, VGG16_WIDTHS, VGG16Encoder
 
 STRIDE = 32
 DECODERS = ("paper", "reference")
@@ -44,6 +44,8 @@ class CoSegNet(nn.Module):
   """
   attention: str = "csa"
   encoder_widths: Sequence[int] = VGG16_WIDTHS
+  encoder_convs: Sequence[int] = VGG16_CONVS
+  encoder_batch_norm: bool = False
   decoder_widths: Sequence[int] = PAPER_DECODER_WIDTHS
   num_classes: int = 2
   dropout_rate: float = 0.2
@@ -55,7 +57,8 @@ class CoSegNet(nn.Module):
       raise ValueError(f"attention must be one of {sorted(ATTENTIONS)}, got {self.attention!r}")
     if self.decoder_type not in DECODERS:
       raise ValueError(f"decoder_type must be one of {DECODERS}, got {self.decoder_type!r}")
-    self.encoder = VGG16Encoder(self.encoder_widths, dtype=self.dtype)
+    self.encoder = VGG16Encoder(self.encoder_widths, self.encoder_convs,
+                                self.encoder_batch_norm, dtype=self.dtype)
     self.learner = ATTENTIONS[self.attention](self.encoder_widths[-1], dtype=self.dtype)
     if self.decoder_type == "reference":
       self.decoder = ReferenceDecoder(num_classes=self.num_classes, dtype=self.dtype)
@@ -63,10 +66,10 @@ class CoSegNet(nn.Module):
       self.decoder = Decoder(self.decoder_widths, self.num_classes, self.dropout_rate,
                              dtype=self.dtype)
 
-  def encode(self, x):
+  def encode(self, x, train: bool = False):
     """[B, H, W, 3] -> pool5 feature map f [B, H/32, W/32, C]."""
     check_images(x)
-    return self.encoder(x.astype(self.dtype))
+    return self.encoder(x.astype(self.dtype), train=train)
 
   def attend(self, f):
     """The image's own channel attention alpha [B, C] (eq. 1–2, 8–9; ones for "none")."""
@@ -86,7 +89,7 @@ class CoSegNet(nn.Module):
     if img_a.shape != img_b.shape:
       raise ValueError(f"img_a and img_b must have the same shape, got {tuple(img_a.shape)} "
                        f"and {tuple(img_b.shape)}")
-    f = self.encode(jnp.concatenate([img_a, img_b]))
+    f = self.encode(jnp.concatenate([img_a, img_b]), train=train)
     alpha = self.attend(f)
     alpha_a, alpha_b = jnp.split(alpha, 2)
     context = jnp.concatenate([alpha_b, alpha_a])  # each image gets the other's attention
