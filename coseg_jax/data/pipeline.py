@@ -85,9 +85,12 @@ def resolve_config(data_config):
   if config.dataset != "synthetic" and not config.root:
     raise ValueError(f"config.data.root is empty: dataset {config.dataset!r} needs the folder "
                      "holding it (see docs/data.md)")
-  for key in ("image_size", "num_threads", "prefetch"):
-    if int(config[key]) < (1 if key == "image_size" else 0):
-      raise ValueError(f"config.data.{key}={config[key]}: expected a positive integer")
+  if int(config.image_size) < 1:
+    raise ValueError(f"config.data.image_size={config.image_size}: expected a positive integer")
+  for key in ("num_threads", "prefetch"):
+    if int(config[key]) < 0:
+      raise ValueError(f"config.data.{key}={config[key]}: expected an integer >= 0 "
+                       "(0 = prepare batches in the calling thread)")
   return config
 
 
