@@ -66,14 +66,6 @@ class FolderDataset:
   def has_masks(self):
     return all(g.masks is not None for g in self.groups)
 
-  def group(self, name):
-    """The group called ``name``; errors list the available names."""
-    for group in self.groups:
-      if group.name == name:
-        return group
-    raise ValueError(f"unknown group {name!r} in {self.root}; available groups: "
-                     f"{', '.join(g.name for g in self.groups)}")
-
 
 def _child(folder, name):
   """The sub-folder of ``folder`` whose name equals ``name`` case-insensitively, or None."""
