@@ -38,6 +38,7 @@ def get_config():
   config.train.adam_eps = 1e-8  # Adam's epsilon (the torch and optax default)
   config.train.weight_decay = 5e-4  # L2 added to the gradient before Adam, as torch's Adam does
   config.train.freeze_encoder = False  # keep the VGG16 encoder fixed (no gradient, no update)
+  config.train.cache_features = False  # with freeze_encoder: encode each distinct image once
   config.train.log_every = 50  # steps between logged training metrics
   config.train.eval_every = 2000  # steps between validations (0 = only at the end)
   config.train.checkpoint_every = 1000  # steps between checkpoints

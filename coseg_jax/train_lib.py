@@ -28,10 +28,11 @@ import tqdm
 import coseg_jax
 from coseg_jax import losses, metrics, models, weights
 from coseg_jax.data import pipeline
+from coseg_jax.feature_cache import FeatureCache
 from coseg_jax.logging_utils import MetricWriter
 
 ENCODER = "encoder"
-MODEL_INPUTS = ("image_a", "image_b", "mask_a", "mask_b")
+MODEL_INPUTS = ("image_a", "image_b", "features_a", "features_b", "mask_a", "mask_b")
 
 
 class TrainState(train_state.TrainState):
@@ -68,6 +69,12 @@ def validate_config(config):
     if not ok:
       value = functools.reduce(lambda c, k: c[k], key.split("."), config)
       raise ValueError(f"config.{key} = {value!r} is invalid: expected {expected}")
+  if config.train.cache_features and not config.train.freeze_encoder:
+    raise ValueError("config.train.cache_features=True needs config.train.freeze_encoder=True "
+                     "(features of a trained encoder change every step)")
+  if config.train.freeze_encoder and config.model.encoder_batch_norm:
+    raise ValueError("config.train.freeze_encoder=True with config.model.encoder_batch_norm=True "
+                     "is not supported: freezing is meant for the pretrained VGG16")
   for key in ("vgg16_weights", "reference_checkpoint"):
     if config.init[key] and not os.path.isfile(config.init[key]):
       raise FileNotFoundError(f"config.init.{key}: no such file {config.init[key]}")
@@ -115,11 +122,17 @@ def train_step(state, batch, *, model, freeze_encoder):
   frozen = {ENCODER: state.params[ENCODER]} if freeze_encoder else {}
   trained = {k: v for k, v in state.params.items() if k not in frozen}
 
+  if "features_a" in batch:  # cached frozen-encoder features
+    inputs = (jax.numpy.concatenate([batch["features_a"], batch["features_b"]]),)
+    method = models.CoSegNet.decode_pair
+  else:
+    inputs, method = (batch["image_a"], batch["image_b"]), None
+
   def loss_fn(trained_params):
     variables = {"params": {**trained_params, **frozen}, "batch_stats": state.batch_stats}
     (logits_a, logits_b), updates = model.apply(
-        variables, batch["image_a"], batch["image_b"], train=True, mutable=["batch_stats"],
-        rngs={"dropout": dropout_rng})
+        variables, *inputs, train=True, mutable=["batch_stats"], rngs={"dropout": dropout_rng},
+        method=method)
     loss = losses.pair_loss(logits_a, logits_b, batch["mask_a"], batch["mask_b"])
     return loss, (updates["batch_stats"], logits_a, logits_b)
 
@@ -165,8 +178,8 @@ class Sharding:
 
   def put_batch(self, local_batch):
     """This host's slice of a global batch -> global model inputs sharded on the batch axis."""
-    return {k: jax.make_array_from_process_local_data(self.data, local_batch[k])
-            for k in MODEL_INPUTS}
+    return {k: jax.make_array_from_process_local_data(self.data, v)
+            for k, v in local_batch.items() if k in MODEL_INPUTS}
 
   def replicate(self, tree):
     """A host-local pytree (identical on every host) -> replicated global arrays."""
@@ -303,12 +316,17 @@ def train_and_evaluate(config, workdir):
     logging.info("resumed from step %d in %s", start, workdir)
 
   train, evaluate_step = compile_steps(model, config, sharding)
+  cache = None
+  if config.train.cache_features:
+    cache = FeatureCache(model, jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
+                                             {"params": state.params}))
   writer = MetricWriter(workdir, enabled=primary)
   bar = tqdm.tqdm(total=config.train.num_steps, initial=start, disable=not primary,
                   dynamic_ncols=True, desc="train")
   window, window_start = [], time.perf_counter()
   for step in range(start + 1, config.train.num_steps + 1):
-    state, step_metrics = train(state, sharding.put_batch(next(train_data)))
+    batch = next(train_data)
+    state, step_metrics = train(state, sharding.put_batch(cache(batch) if cache else batch))
     step_metrics = jax.device_get(step_metrics)
     _check_finite(float(step_metrics["loss"]), step, latest)
     window.append(step_metrics)

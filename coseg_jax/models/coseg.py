@@ -89,7 +89,13 @@ class CoSegNet(nn.Module):
     if img_a.shape != img_b.shape:
       raise ValueError(f"img_a and img_b must have the same shape, got {tuple(img_a.shape)} "
                        f"and {tuple(img_b.shape)}")
-    f = self.encode(jnp.concatenate([img_a, img_b]), train=train)
+    return self.decode_pair(self.encode(jnp.concatenate([img_a, img_b]), train=train), train)
+
+  def decode_pair(self, f, train: bool = False):
+    """Pair forward from encoder features ``f`` = [f_A; f_B] ([2B, h, w, C]) -> logits A, B.
+
+    Used directly when the encoder is frozen and its features are cached.
+    """
     alpha = self.attend(f)
     alpha_a, alpha_b = jnp.split(alpha, 2)
     context = jnp.concatenate([alpha_b, alpha_a])  # each image gets the other's attention
