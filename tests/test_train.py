@@ -153,3 +153,21 @@ def test_bad_config_values_are_named():
   config.init.vgg16_weights = "/nope/vgg16.pth"
   with pytest.raises(FileNotFoundError, match="/nope/vgg16.pth"):
     train_lib.validate_config(config)
+
+
+def test_bfloat16_compute_keeps_float32_state(tmp_path):
+  sys.path.insert(0, os.path.join(REPO, "tests"))
+  from train_driver import tiny_config  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  config = tiny_config(steps=2)
+  config.model.dtype = "bfloat16"
+  state = train_lib.train_and_evaluate(config, str(tmp_path))
+  dtypes = {x.dtype for x in jax.tree.leaves((state.params, state.opt_state, state.batch_stats))
+            if np.issubdtype(x.dtype, np.floating)}
+  assert dtypes == {np.dtype("float32")}
+  losses = [r["train_loss"] for r in read_jsonl(tmp_path / "metrics.jsonl") if "train_loss" in r]
+  assert len(losses) == 2 and all(np.isfinite(losses))
+  model = train_lib.models.build(config.model)
+  x = jax.numpy.zeros((1, 64, 64, 3))
+  f = model.apply({"params": state.params}, x, method=model.encode)
+  assert f.dtype == jax.numpy.bfloat16
