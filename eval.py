@@ -12,7 +12,7 @@ group_mean, group_min, all_foreground (folder, synthetic). See docs/evaluation.m
 from absl import app, flags
 from ml_collections import config_flags
 
-from coseg_jax import evaluate
+from coseg_jax import evaluate, logging_utils
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -30,6 +30,7 @@ flags.DEFINE_string("out", None, "JSON report path; default <workdir>/eval_<data
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging_utils.default_to_warnings()
   if not (FLAGS.workdir or FLAGS.checkpoint):
     raise app.UsageError("give --workdir or --checkpoint")
   report = evaluate.run(config=FLAGS.config, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint,

@@ -7,11 +7,11 @@ command on every host with --multihost (jax.distributed.initialize reads the
 coordinator address, process count and id from the environment or the cluster).
 """
 
-from absl import app, flags, logging
+from absl import app, flags
 import jax
 from ml_collections import config_flags
 
-from coseg_jax import train_lib
+from coseg_jax import logging_utils, train_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
@@ -24,10 +24,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging_utils.default_to_warnings()
   if FLAGS.multihost:
     jax.distributed.initialize()
   train_lib.validate_config(FLAGS.config)
-  logging.info("devices: %s", jax.devices())
   train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

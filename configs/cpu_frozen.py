@@ -26,10 +26,10 @@ def get_config():
   config.data.max_eval_pairs = 64  # validation on a fixed subset of the training classes' pairs
   config.train.freeze_encoder = True
   config.train.cache_features = True
-  config.train.num_steps = 400
+  config.train.num_steps = 300
   config.train.learning_rate = 1e-3
   config.train.weight_decay = 5e-4
   config.train.log_every = 20
-  config.train.eval_every = 200
-  config.train.checkpoint_every = 200
+  config.train.eval_every = 300
+  config.train.checkpoint_every = 300
   return config

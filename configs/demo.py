@@ -21,10 +21,10 @@ def get_config():
   config.model.decoder_widths = (64, 32, 16, 16)
   config.model.dropout_rate = 0.0
   config.data.dataset = "synthetic"
-  config.data.image_size = 96
+  config.data.image_size = 128  # stride-32 features: 4x4 cells; at 96 px the shapes are too coarse
   config.data.num_threads = 2
   config.data.num_pairs = 256
-  config.train.num_steps = 1500
+  config.train.num_steps = 1000
   config.train.learning_rate = 1e-3
   config.train.weight_decay = 0.0
   config.train.log_every = 50

@@ -15,7 +15,6 @@ import os
 import time
 from typing import Any
 
-from absl import logging
 from flax.training import train_state
 import jax
 from jax.experimental import multihost_utils
@@ -313,7 +312,8 @@ def train_and_evaluate(config, workdir):
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     state, data_state = restore(latest, start, abstract)
     train_data.set_state(data_state)
-    logging.info("resumed from step %d in %s", start, workdir)
+    if primary:
+      print(f"resumed from step {start} in {workdir}")
 
   train, evaluate_step = compile_steps(model, config, sharding)
   cache = None
