@@ -2,14 +2,24 @@
 
   python bench/bench_group.py                       # N = 4..64 at 128x128, full VGG16
   python bench/bench_group.py --sizes 8,64 --pairwise-max-n 0
+  python bench/bench_group.py --isolate            # each N in a fresh process
 
 For each N: wall time, time per image, peak RSS during the call, and how many times the
 chunk functions compiled. Instant group should be linear in N (time per image flat) with
 flat peak memory; pairwise grows quadratically. Results go to a JSON file.
+
+In one process (the default) the compile count shows that one compiled function serves
+every N, but the peak RSS of a later N includes what the allocator kept from earlier
+ones. ``--isolate`` runs every N in its own process, so each peak RSS is that of a
+process that co-segments exactly N images (model, runtime, inputs and outputs included).
 """
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -46,9 +56,37 @@ def main(argv=None):
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--pairwise-max-n", type=int, default=32,
                       help="largest N also run pairwise (quadratic: slow); 0 = none")
+  parser.add_argument("--isolate", action="store_true",
+                      help="run every N in a fresh process (peak RSS per N)")
   parser.add_argument("--out", default="bench/results/group.json")
   args = parser.parse_args(argv)
+  rows = isolated_rows(args) if args.isolate else measure(args)
+  print()
+  columns = ["method", "N", "seconds", "ms_per_image", "peak_rss_mb", "compiles_so_far"]
+  print_table(rows, columns)
+  summary = summarise(rows)
+  for key, value in summary.items():
+    print(f"{key}: {value:.3f}")
+  write_json(args.out, {"args": vars(args), "rows": rows, "summary": summary})
 
+
+def isolated_rows(args):
+  """The rows of one child process per N (this script without --isolate)."""
+  rows = []
+  for n in args.sizes.split(","):
+    with tempfile.TemporaryDirectory() as tmp:
+      out = os.path.join(tmp, "rows.json")
+      subprocess.run([sys.executable, __file__, "--sizes", n, "--image-size", str(args.image_size),
+                      "--attention", args.attention, "--chunk-size", str(args.chunk_size),
+                      "--repeats", str(args.repeats), "--pairwise-max-n",
+                      str(args.pairwise_max_n), "--out", out], check=True)
+      with open(out) as f:
+        rows += json.load(f)["rows"]
+  return rows
+
+
+def measure(args):
+  """Times every N of ``args.sizes`` in this process."""
   model = CoSegNet(args.attention)
   variables = init_variables(model, jax.random.key(0), args.image_size)
   sizes = [int(n) for n in args.sizes.split(",")]
@@ -68,13 +106,7 @@ def main(argv=None):
       rows.append({"method": name, "N": n, "seconds": seconds, "ms_per_image": 1e3 * seconds / n,
                    "peak_rss_mb": peak / 2**20, "compiles_so_far": compile_count()})
       print_table(rows[-1:], list(rows[-1]))
-  print()
-  columns = ["method", "N", "seconds", "ms_per_image", "peak_rss_mb", "compiles_so_far"]
-  print_table(rows, columns)
-  summary = summarise(rows)
-  for key, value in summary.items():
-    print(f"{key}: {value:.3f}")
-  write_json(args.out, {"args": vars(args), "rows": rows, "summary": summary})
+  return rows
 
 
 def summarise(rows):

@@ -286,6 +286,7 @@ def write_run_info(workdir, config):
 
 def _check_finite(loss, step, latest):
   if not np.isfinite(loss):
+    latest.wait_until_finished()  # an asynchronous save of the last good step completes
     last = latest.latest_step()
     kept = f"the last good checkpoint (step {last}) is intact" if last is not None else \
         "no checkpoint had been written yet"

@@ -39,7 +39,7 @@ def random_variables(model, seed):
 @pytest.fixture(scope="module", params=ATTENTIONS)
 def nets(request):
   """(flax model, its random variables, the twin loaded with them in eval mode)."""
-  model = CoSegNet(request.param, WIDTHS, DECODER_WIDTHS, dropout_rate=0.0)
+  model = CoSegNet(request.param, encoder_widths=WIDTHS, decoder_widths=DECODER_WIDTHS, dropout_rate=0.0)
   variables = random_variables(model, seed=1)
   twin = tt.CoSegNetTorch(request.param, WIDTHS, DECODER_WIDTHS, dropout_rate=0.0)
   return model, variables, twin.load_variables(variables).eval()
@@ -69,7 +69,7 @@ def test_group_probs_match(nets, reduce, leave_one_out):
 def test_group_settings_are_distinguishable():
   """The group comparison above can fail: each setting changes the twin's output."""
   twin = tt.CoSegNetTorch("ca", WIDTHS, DECODER_WIDTHS).eval()
-  twin.load_variables(random_variables(CoSegNet("ca", WIDTHS, DECODER_WIDTHS), seed=4))
+  twin.load_variables(random_variables(CoSegNet("ca", encoder_widths=WIDTHS, decoder_widths=DECODER_WIDTHS), seed=4))
   group = tt.to_nchw(images(3, seed=3))
   outputs = [tt.segment_group(twin, group, reduce, loo).numpy()
              for reduce in ("mean", "min") for loo in (False, True)]
@@ -114,7 +114,7 @@ def test_state_dict_errors_name_every_bad_key():
   state["decoder.extra.weight"] = torch.zeros(1)
   state["decoder.conv_0.weight"] = torch.zeros(3, 3, 3, 3)
   with pytest.raises(WeightFileError) as error:
-    tt.state_dict_to_variables(state, CoSegNet("fca", WIDTHS, DECODER_WIDTHS), source="bad.pth")
+    tt.state_dict_to_variables(state, CoSegNet("fca", encoder_widths=WIDTHS, decoder_widths=DECODER_WIDTHS), source="bad.pth")
   message = str(error.value)
   for part in ("bad.pth", "missing keys (1): learner.fuse.bias", "decoder.extra.weight",
                "decoder.conv_0.weight: file has (3, 3, 3, 3), expected (32, 64, 3, 3)"):
@@ -123,7 +123,7 @@ def test_state_dict_errors_name_every_bad_key():
 
 def test_state_dict_accepts_data_parallel_prefix():
   twin = tt.CoSegNetTorch("ca", WIDTHS, DECODER_WIDTHS)
-  model = CoSegNet("ca", WIDTHS, DECODER_WIDTHS)
+  model = CoSegNet("ca", encoder_widths=WIDTHS, decoder_widths=DECODER_WIDTHS)
   wrapped = {"module." + key: value for key, value in twin.state_dict().items()}
   jax.tree.map(np.testing.assert_array_equal, tt.state_dict_to_variables(wrapped, model),
                tt.state_dict_to_variables(twin.state_dict(), model))

@@ -2,11 +2,14 @@
 
   python tests/train_driver.py --workdir W --steps N [--devices D]
       [--process-id I --num-processes P --port PORT] [--kill-after-checkpoint S]
+      [--nan-at-step S]
 
 Writes the final train state (params, batch_stats, opt_state, step, rng) to
 ``<workdir>/final_state.npz`` (process 0 only), keyed by pytree path.
 ``--kill-after-checkpoint S`` SIGKILLs the process from a watcher thread as soon as
 checkpoint S exists: a real crash in the middle of training, for the resume test.
+``--nan-at-step S`` feeds step S a batch whose images are NaN (a corrupt input), so the
+loss becomes NaN at exactly that step, for the non-finite-loss test.
 """
 
 import argparse
@@ -45,6 +48,31 @@ def kill_after(path):
   os.kill(os.getpid(), signal.SIGKILL)
 
 
+def poison_train_batch(train_lib, step):
+  """Makes ``train_lib``'s training iterator yield NaN images at ``step`` (1-based)."""
+  build_data = train_lib.build_data
+
+  def poisoned(config, split, seed):
+    batches = build_data(config, split, seed)
+    if split != "train":
+      return batches
+    take = batches.__next__
+
+    class Poisoned:
+      get_state, set_state = batches.get_state, batches.set_state
+      count = 0
+
+      def __next__(self):
+        batch = take()
+        self.count += 1
+        if self.count == step:
+          batch = {**batch, "image_a": batch["image_a"] * float("nan")}
+        return batch
+    return Poisoned()
+
+  train_lib.build_data = poisoned
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--workdir", required=True)
@@ -55,6 +83,7 @@ def main():
   parser.add_argument("--port", type=int, default=0)
   parser.add_argument("--kill-after-checkpoint", type=int, default=0)
   parser.add_argument("--learning-rate", type=float, default=0)
+  parser.add_argument("--nan-at-step", type=int, default=0)
   parser.add_argument("--adam-eps", type=float, default=0)
   args = parser.parse_args()
   # Single-threaded kernels: runs then agree bit for bit even on a loaded machine.
@@ -75,6 +104,8 @@ def main():
     config.train.learning_rate = args.learning_rate
   if args.adam_eps:
     config.train.adam_eps = args.adam_eps
+  if args.nan_at_step:
+    poison_train_batch(train_lib, args.nan_at_step)
   if args.kill_after_checkpoint:
     target = os.path.join(args.workdir, "checkpoints", str(args.kill_after_checkpoint))
     threading.Thread(target=kill_after, args=(target,), daemon=True).start()

@@ -12,6 +12,7 @@ ReLU; there is no dropout. Module names carry the indices of the released
 import flax.linen as nn
 import jax.numpy as jnp
 
+from coseg_jax.models.conv import conv_general_dilated
 from coseg_jax.models.decoder import upsample2x
 
 
@@ -28,7 +29,7 @@ class ConvBlock(nn.Module):
     pad = self.kernel_size // 2
     x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
     x = nn.Conv(self.features, (self.kernel_size,) * 2, padding="VALID", dtype=self.dtype,
-                name="conv")(x)
+                conv_general_dilated=conv_general_dilated, name="conv")(x)
     if self.norm:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                        dtype=self.dtype, name="norm")(x)

@@ -14,6 +14,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from coseg_jax.models.conv import conv_general_dilated, max_pool_2x2
+
 VGG16_WIDTHS = (64, 128, 256, 512, 512)
 VGG16_CONVS = (2, 2, 3, 3, 3)
 # torchvision's vgg16 "D" configuration: channel widths, "M" = 2x2/2 max-pool.
@@ -60,10 +62,10 @@ class VGG16Encoder(nn.Module):
     for width, indices in zip(self.widths, stages):
       for index in indices:
         x = nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
-                    name=f"features_{index}")(x)
+                    conv_general_dilated=conv_general_dilated, name=f"features_{index}")(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                            dtype=self.dtype, name=f"features_{index + 1}")(x)
         x = nn.relu(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = max_pool_2x2(x)
     return x

@@ -1,0 +1,272 @@
+"""Framework ratio: CoSegNet in JAX (jit) against its PyTorch twin, same weights, same process.
+
+  python bench/bench_framework.py                                # CA, FCA, CSA; forward + train
+  python bench/bench_framework.py --attention csa --modes train --repeats 7
+  python bench/bench_framework.py --torch-compile                # also torch.compile (inductor)
+
+For each attention and mode, at 224x224 with a batch of 4 pairs (8 images through the
+Siamese encoder/decoder):
+
+* forward: the pair forward in eval mode. JAX: ``jax.jit(model.apply)``; torch: the
+  twin in ``eval()`` under ``torch.inference_mode()``.
+* train: one full optimisation step. JAX: ``train_lib.train_step`` jitted by
+  ``train_lib.compile_steps`` (1-device mesh, the train state donated) with the
+  defaults of configs/default.py (dropout 0.2, Adam 1e-5, weight decay 5e-4);
+  torch: the twin in ``train()`` mode with the same dropout, ``pair_loss``,
+  ``backward()`` and ``torch.optim.Adam(lr, eps, weight_decay)``.
+
+Both start from identical weights (``torch_twin.load_variables``) and identical inputs
+(NHWC for JAX, NCHW for torch, converted outside the timed region). Each framework uses
+the same number of threads: XLA's CPU client uses one intra-op thread per core it may
+run on, torch gets ``torch.set_num_threads`` of the same count. Repetitions alternate
+between the frameworks (the order rotates every round) so that load from other
+processes on a shared machine hits all of them alike; the first ``--warmup`` rounds
+(compilation) are dropped and the median of the rest is reported as pairs/s.
+Ratio = JAX pairs/s / torch pairs/s (> 1: JAX is faster). Results go to a JSON file.
+"""
+
+import argparse
+import contextlib
+import copy
+import functools
+import os
+import sys
+import time
+
+sys.path.insert(0, __file__.rsplit("/", 2)[0])
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import flax.linen as nn
+import jax
+from jax import lax
+import numpy as np
+
+from bench.common import machine_info, print_table, write_json
+from coseg_jax import losses, models, train_lib
+from configs import default as default_config
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+ATTENTIONS = ("ca", "fca", "csa")
+MODES = ("forward", "train")
+
+
+def make_config(attention, image_size, batch_size):
+  config = default_config.get_config()
+  config.model.attention = attention
+  config.data.image_size = image_size
+  config.batch_size = batch_size
+  return config
+
+
+def make_batch(batch_size, image_size, seed=0):
+  """Random pairs (normalised-like images) and masks with some void pixels."""
+  rng = np.random.default_rng(seed)
+  shape = (batch_size, image_size, image_size)
+  images = rng.normal(size=(2,) + shape + (3,)).astype(np.float32)
+  masks = rng.choice(np.array([0, 1, losses.IGNORE], np.int32), size=(2,) + shape,
+                     p=[0.6, 0.35, 0.05])
+  return {"image_a": images[0], "image_b": images[1], "mask_a": masks[0], "mask_b": masks[1]}
+
+
+# JAX variants for ablations: which of coseg_jax.models.conv's gradients the model uses.
+# "xla" is the model as it was before them (lax convolutions, flax max-pool: XLA's own
+# autodiff), "pool_only" has only the max-pool gradient, "image_blocks" sums the kernel
+# gradient's matmuls over whole images instead of bands of rows.
+JAX_VARIANTS = ("default", "xla", "pool_only", "image_blocks")
+
+
+@contextlib.contextmanager
+def jax_variant(name):
+  """Patches the model's ops for ``name`` while tracing (a no-op for "default")."""
+  from coseg_jax.models import conv, decoder, vgg  # pylint: disable=g-import-not-at-top
+  patches = []
+  if name in ("xla", "pool_only"):
+    patches += [(vgg, "conv_general_dilated", lax.conv_general_dilated),
+                (decoder, "conv_general_dilated", lax.conv_general_dilated)]
+  if name == "xla":
+    patches.append((vgg, "max_pool_2x2", lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))))
+  if name == "image_blocks":
+    patches.append((conv, "BLOCK_ELEMENTS", 2**40))
+  saved = [(module, attr, getattr(module, attr)) for module, attr, _ in patches]
+  for module, attr, value in patches:
+    setattr(module, attr, value)
+  try:
+    yield
+  finally:
+    for module, attr, value in saved:
+      setattr(module, attr, value)
+
+
+class JaxRunner:
+  """The JAX side: ``forward()`` / ``train()`` run one step and wait for its result."""
+
+  def __init__(self, config, model, batch, variant="default"):
+    self.variant, self.model = variant, model
+    self.sharding = train_lib.Sharding.create()
+    state = train_lib.create_state(config, model, jax.random.key(config.seed))
+    # host copy first: the train step donates (and so invalidates) the state's buffers
+    self.host_variables = jax.device_get({"params": state.params,
+                                          "batch_stats": state.batch_stats})
+    self.variables = jax.device_put(self.host_variables)
+    self.state = self.sharding.replicate(state)
+    self.batch = self.sharding.put_batch(batch)
+    self._forward = jax.jit(functools.partial(model.apply, train=False))
+    self._train, _ = train_lib.compile_steps(model, config, self.sharding)
+
+  def forward(self):
+    with jax_variant(self.variant):
+      jax.block_until_ready(self._forward(self.variables, self.batch["image_a"],
+                                          self.batch["image_b"]))
+
+  def train(self):
+    with jax_variant(self.variant):
+      self.state, step_metrics = self._train(self.state, self.batch)
+      jax.block_until_ready((self.state, step_metrics))
+
+  def compiles(self):
+    return {"forward": self._forward._cache_size(), "train": self._train._cache_size()}  # pylint: disable=protected-access
+
+
+class TorchRunner:
+  """The PyTorch twin with the same weights; ``compiled`` wraps it in ``torch.compile``."""
+
+  def __init__(self, config, host_variables, batch, compiled=False, channels_last=False):
+    import torch  # pylint: disable=g-import-not-at-top
+    from coseg_jax import torch_twin as tt  # pylint: disable=g-import-not-at-top
+    self.torch, self.tt = torch, tt
+    m = config.model
+    twin = tt.CoSegNetTorch(m.attention, tuple(m.encoder_widths), tuple(m.decoder_widths),
+                            dropout_rate=m.dropout_rate).load_variables(host_variables)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    self.twin = twin.to(memory_format=memory_format)
+    self.eval_twin = copy.deepcopy(self.twin).eval()
+    t = config.train
+    self.optimizer = torch.optim.Adam(self.twin.parameters(), lr=t.learning_rate, eps=t.adam_eps,
+                                      weight_decay=t.weight_decay)
+    self.a, self.b = (tt.to_nchw(batch[k]).contiguous(memory_format=memory_format)
+                      for k in ("image_a", "image_b"))
+    self.mask_a, self.mask_b = (torch.from_numpy(batch[k]) for k in ("mask_a", "mask_b"))
+    self._eval_call, self._train_call = self.eval_twin, self.twin
+    if compiled:
+      self._eval_call, self._train_call = torch.compile(self.eval_twin), torch.compile(self.twin)
+
+  def forward(self):
+    with self.torch.inference_mode():
+      self._eval_call(self.a, self.b)
+
+  def train(self):
+    self.twin.train()
+    self.optimizer.zero_grad(set_to_none=True)
+    logits_a, logits_b = self._train_call(self.a, self.b)
+    loss = self.tt.pair_loss(logits_a, logits_b, self.mask_a, self.mask_b)
+    loss.backward()
+    self.optimizer.step()
+    loss.item()
+
+
+def interleaved(runners, mode, warmup, repeats, log=print):
+  """{name: [seconds]} of ``repeats`` timed rounds after ``warmup`` rounds; within a round
+  every runner runs once, the order rotating from round to round."""
+  names = list(runners)
+  times = {name: [] for name in names}
+  for round_ in range(warmup + repeats):
+    shift = round_ % len(names)
+    for name in names[shift:] + names[:shift]:
+      start = time.perf_counter()
+      getattr(runners[name], mode)()
+      seconds = time.perf_counter() - start
+      if round_ >= warmup:
+        times[name].append(seconds)
+      log(f"  {mode:7s} round {round_:2d} {name:14s} {seconds:8.3f} s"
+          + ("  (warm-up)" if round_ < warmup else ""))
+  return times
+
+
+def thread_info(threads):
+  import torch  # pylint: disable=g-import-not-at-top
+  return {"affinity_cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
+          "torch_interop_threads": torch.get_num_threads() and torch.get_num_interop_threads(),
+          "xla_threads": threads, "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--attention", default=",".join(ATTENTIONS), help="comma-separated")
+  parser.add_argument("--modes", default=",".join(MODES), help="forward,train")
+  parser.add_argument("--image-size", type=int, default=224)
+  parser.add_argument("--batch-size", type=int, default=4, help="pairs per step")
+  parser.add_argument("--warmup", type=int, default=2, help="untimed rounds (compilation)")
+  parser.add_argument("--repeats", type=int, default=5, help="timed rounds; the median is kept")
+  parser.add_argument("--threads", type=int, default=0,
+                      help="torch threads (0 = the cores this process may use, as XLA does)")
+  parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile")
+  parser.add_argument("--torch-channels-last", action="store_true",
+                      help="also time eager torch with channels_last tensors")
+  parser.add_argument("--no-torch", action="store_true", help="time JAX alone")
+  parser.add_argument("--jax-variants", default="",
+                      help="also time these JAX variants (ablation), comma-separated from "
+                      f"{JAX_VARIANTS[1:]}: xla = lax convs and flax max-pool (XLA's own "
+                      "gradients); pool_only = only the max-pool gradient replaced; "
+                      "image_blocks = kernel-gradient matmuls summed over whole images")
+  parser.add_argument("--out", default="bench/results/framework.json")
+  args = parser.parse_args(argv)
+
+  import torch  # pylint: disable=g-import-not-at-top
+  cores = len(os.sched_getaffinity(0))
+  torch.set_num_threads(args.threads or cores)
+  attentions = args.attention.split(",")
+  modes = args.modes.split(",")
+  info = thread_info(cores)
+  print(f"threads: {info}")
+  batch = make_batch(args.batch_size, args.image_size)
+  rows = []
+  for attention in attentions:
+    config = make_config(attention, args.image_size, args.batch_size)
+    model = models.build(config.model)
+    runners = {"jax": JaxRunner(config, model, batch)}
+    for variant in args.jax_variants.split(",") if args.jax_variants else ():
+      runners[f"jax_{variant}"] = JaxRunner(config, model, batch, variant)
+    if not args.no_torch:
+      runners["torch"] = TorchRunner(config, runners["jax"].host_variables, batch)
+      if args.torch_channels_last:
+        runners["torch_cl"] = TorchRunner(config, runners["jax"].host_variables, batch,
+                                          channels_last=True)
+      if args.torch_compile:
+        runners["torch_compile"] = TorchRunner(config, runners["jax"].host_variables, batch,
+                                               compiled=True)
+    for mode in modes:
+      print(f"{attention} {mode}:")
+      try:
+        times = interleaved(runners, mode, args.warmup, args.repeats)
+      except Exception as e:  # pylint: disable=broad-except
+        if "torch_compile" not in runners:
+          raise
+        print(f"torch.compile failed ({type(e).__name__}: {e}); timing without it")
+        runners.pop("torch_compile")
+        times = interleaved(runners, mode, args.warmup, args.repeats)
+      row = {"attention": attention, "mode": mode, "runners": list(times)}
+      for name, seconds in times.items():
+        row[f"{name}_s"] = float(np.median(seconds))
+        row[f"{name}_pairs_per_s"] = args.batch_size / float(np.median(seconds))
+        row[f"{name}_all_s"] = [float(s) for s in seconds]
+      for name in times:
+        if name != "jax":
+          row[f"jax_over_{name}"] = row["jax_pairs_per_s"] / row[f"{name}_pairs_per_s"]
+      rows.append(row)
+    compiles = runners["jax"].compiles()
+    print(f"jax compiles after all rounds: {compiles}")
+    for row in rows:
+      if row["attention"] == attention:
+        row["jax_compiles"] = compiles.get(row["mode"], 0)
+    del runners
+  print()
+  names = list(dict.fromkeys(n for row in rows for n in row["runners"]))
+  columns = ["attention", "mode"] + [f"{n}_pairs_per_s" for n in names] + [
+      f"jax_over_{n}" for n in names[1:]]
+  print_table(rows, columns)
+  write_json(args.out, {"args": vars(args), "threads": info, "rows": rows,
+                        "load_average": os.getloadavg()})
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,81 @@
+"""models/conv.py: same values and gradients as lax convolution and flax max-pooling."""
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from coseg_jax.models import conv
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def lax_conv(x, w, padding, strides=(1, 1)):
+  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=NHWC)
+
+
+def grads(fn, x, w, cotangent):
+  return jax.grad(lambda x, w: jnp.vdot(fn(x, w), cotangent), argnums=(0, 1))(x, w)
+
+
+# (input channels, output channels, kernel, padding): same-size 3x3 as VGG and the paper's
+# decoder, the reference decoder's VALID 5x5/7x7 after reflect-padding, asymmetric padding;
+# more input than output channels and the reverse take the two branches of kernel_gradient.
+CASES = [(3, 8, 3, ((1, 1), (1, 1))), (16, 4, 3, ((1, 1), (1, 1))),
+         (4, 6, 5, ((0, 0), (0, 0))), (6, 2, 7, ((0, 0), (0, 0))),
+         (5, 3, 3, ((0, 2), (1, 0)))]
+
+
+@pytest.mark.parametrize("c_in,c_out,k,padding", CASES)
+def test_conv_values_and_gradients_match_lax(c_in, c_out, k, padding):
+  rng = np.random.default_rng(k + c_in)
+  x = jnp.asarray(rng.normal(size=(2, 12, 10, c_in)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(k, k, c_in, c_out)), jnp.float32)
+  fast = lambda x, w: conv.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NHWC)
+  reference = lambda x, w: lax_conv(x, w, padding)
+  y = fast(x, w)
+  np.testing.assert_allclose(y, reference(x, w), rtol=1e-5, atol=1e-5)
+  cotangent = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+  for got, want in zip(grads(fast, x, w, cotangent), grads(reference, x, w, cotangent)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("block_elements", [1, 200, 2**40])
+def test_kernel_gradient_is_independent_of_the_band_size(block_elements):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(3, 8, 8, 4)), jnp.float32)
+  g = jnp.asarray(rng.normal(size=(3, 8, 8, 5)), jnp.float32)
+  padding = ((1, 1), (1, 1))
+  got = conv.kernel_gradient(x, g, (3, 3), padding, block_elements=block_elements)
+  want = conv._xla_kernel_gradient(x, g, (3, 3), padding)  # pylint: disable=protected-access
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_other_convolutions_fall_back_to_lax():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(1, 8, 8, 3)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 3, 3, 4)), jnp.float32)
+  strided = lambda x, w: conv.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=NHWC)
+  reference = lambda x, w: lax_conv(x, w, "SAME", (2, 2))
+  cotangent = jnp.ones((1, 4, 4, 4), jnp.float32)
+  for got, want in zip(grads(strided, x, w, cotangent), grads(reference, x, w, cotangent)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_max_pool_values_and_gradient_match_flax_with_ties():
+  # small integers: many windows hold their maximum twice or more
+  x = jnp.asarray(np.random.default_rng(2).integers(0, 3, size=(2, 6, 8, 3)), jnp.float32)
+  cotangent = jnp.asarray(np.random.default_rng(3).normal(size=(2, 3, 4, 3)), jnp.float32)
+  flax_pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  np.testing.assert_array_equal(conv.max_pool_2x2(x), flax_pool(x))
+  got = jax.grad(lambda x: jnp.vdot(conv.max_pool_2x2(x), cotangent))(x)
+  want = jax.grad(lambda x: jnp.vdot(flax_pool(x), cotangent))(x)
+  np.testing.assert_array_equal(got, want)
+  assert int((got != 0).sum()) == cotangent.size  # one element per window gets it
+
+
+def test_odd_sized_max_pool_is_flax_max_pool():
+  x = jnp.arange(2 * 5 * 7 * 1, dtype=jnp.float32).reshape(2, 5, 7, 1)
+  np.testing.assert_array_equal(conv.max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))
