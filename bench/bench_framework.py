@@ -49,9 +49,10 @@ ATTENTIONS = ("ca", "fca", "csa")
 MODES = ("forward", "train")
 
 
-def make_config(attention, image_size, batch_size):
+def make_config(attention, image_size, batch_size, dtype="float32"):
   config = default_config.get_config()
   config.model.attention = attention
+  config.model.dtype = dtype
   config.data.image_size = image_size
   config.batch_size = batch_size
   return config
@@ -195,6 +196,8 @@ def main(argv=None):
   parser.add_argument("--modes", default=",".join(MODES), help="forward,train")
   parser.add_argument("--image-size", type=int, default=224)
   parser.add_argument("--batch-size", type=int, default=4, help="pairs per step")
+  parser.add_argument("--dtype", default="float32",
+                      help="JAX compute dtype (bfloat16: float32 parameters and optimizer state; torch stays float32)")
   parser.add_argument("--warmup", type=int, default=2, help="untimed rounds (compilation)")
   parser.add_argument("--repeats", type=int, default=5, help="timed rounds; the median is kept")
   parser.add_argument("--threads", type=int, default=0,
@@ -221,7 +224,7 @@ def main(argv=None):
   batch = make_batch(args.batch_size, args.image_size)
   rows = []
   for attention in attentions:
-    config = make_config(attention, args.image_size, args.batch_size)
+    config = make_config(attention, args.image_size, args.batch_size, args.dtype)
     model = models.build(config.model)
     runners = {"jax": JaxRunner(config, model, batch)}
     for variant in args.jax_variants.split(",") if args.jax_variants else ():

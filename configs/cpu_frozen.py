@@ -6,7 +6,9 @@ iCoseg experiment (§4.1, Table 3):
   python train.py --config configs/cpu_frozen.py --workdir runs/voc10_frozen \\
       --config.data.root=../shared/data/pascal_voc10_coseg \\
       --config.init.vgg16_weights=../shared/data/vgg16_features_oxford.pth
-  python eval.py --workdir runs/voc10_frozen --config.data.groups=Bus,Car,Cat,Chair,Cow
+  python eval.py --config configs/cpu_frozen.py --workdir runs/voc10_frozen \
+      --config.data.root=../shared/data/pascal_voc10_coseg \
+      --config.data.groups=Bus,Car,Cat,Chair,Cow
 """
 
 from configs import default

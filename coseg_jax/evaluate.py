@@ -177,7 +177,7 @@ def group_segmenters(model, variables, chunk_size=8):
                                          return_probs=True)[1]
   return {
       "pairwise": lambda x: group.segment_pairwise(model, variables, x, chunk_size,
-                                                   return_probs=True)[1],
+                                                   return_probs=True, encode_once=True)[1],
       "group_mean": instant("mean"),
       "group_min": instant("min"),
       "all_foreground": lambda x: np.ones(x.shape[:3], np.float32),

@@ -128,17 +128,30 @@ def pair_chunk(model: CoSegNet, variables, images_a, images_b):
   return jax.nn.softmax(logits_a)[..., 1], jax.nn.softmax(logits_b)[..., 1]
 
 
-def segment_pairwise(model, variables, images, chunk_size=8, return_probs=False):
+def segment_pairwise(model, variables, images, chunk_size=8, return_probs=False,
+                     encode_once=False):
   """The O(N^2) protocol (Tables 1–3, 5): every unordered pair through the pair model.
 
   Each image's foreground probability is averaged over its N-1 pairs. Needs N >= 2.
+  ``encode_once=True`` gives the same result faster: every image is encoded once and
+  only the decoder runs per pair (image i decoded with ``combine(alpha_i, alpha_j)``,
+  what the pair forward gives it in eval mode), so the quadratic part costs N(N-1)
+  decoder passes instead of N(N-1) encoder and decoder passes.
   Returns bool [N, H, W] masks (and the averaged probabilities if asked).
   """
   images = as_group(images)
   n = len(images)
   if n < 2:
     raise ValueError(f"segment_pairwise needs at least 2 images, got {n}")
-  pairs = np.array(list(itertools.combinations(range(n), 2)))
+  pairwise = _decoded_pairs if encode_once else _pair_model_pairs
+  total = pairwise(model, variables, images, chunk_size)
+  probs = (total / (n - 1)).astype(np.float32)
+  return (probs > 0.5, probs) if return_probs else probs > 0.5
+
+
+def _pair_model_pairs(model, variables, images, chunk_size):
+  """Sum over its pairs of each image's P(foreground), every pair through the pair model."""
+  pairs = np.array(list(itertools.combinations(range(len(images)), 2)))
   total = np.zeros(images.shape[:3], np.float64)
   for start, stop in _chunks(len(pairs), chunk_size):
     chunk = _pad(pairs[start:stop], chunk_size)
@@ -146,5 +159,17 @@ def segment_pairwise(model, variables, images, chunk_size=8, return_probs=False)
     k = stop - start
     np.add.at(total, chunk[:k, 0], np.asarray(prob_a)[:k])
     np.add.at(total, chunk[:k, 1], np.asarray(prob_b)[:k])
-  probs = (total / (n - 1)).astype(np.float32)
-  return (probs > 0.5, probs) if return_probs else probs > 0.5
+  return total
+
+
+def _decoded_pairs(model, variables, images, chunk_size):
+  """``_pair_model_pairs`` from features encoded once: a decoder pass per ordered pair."""
+  features, alphas = group_attention(model, variables, images, chunk_size)
+  features = jnp.concatenate(features)[:len(images)]
+  ordered = np.array(list(itertools.permutations(range(len(images)), 2)))
+  total = np.zeros(images.shape[:3], np.float64)
+  for start, stop in _chunks(len(ordered), chunk_size):
+    own, other = _pad(ordered[start:stop], chunk_size).T
+    probs = decode_chunk(model, variables, features[own], alphas[own], alphas[other])
+    np.add.at(total, own[:stop - start], np.asarray(probs)[:stop - start])
+  return total

@@ -66,8 +66,23 @@ def test_objects_vary_but_categories_keep_their_colour():
 
 
 def test_objectness_oracle_is_far_from_perfect():
-  jaccard = synthetic.objectness_oracle_jaccard(synthetic.SyntheticPairs(150, image_size=32))
+  pairs = synthetic.SyntheticPairs(150, image_size=32)
+  jaccard = synthetic.objectness_oracle_jaccard(pairs)
   assert 0.35 < jaccard < 0.7
+  assert 0.3 < synthetic.objectness_oracle_jaccard(pairs, pooled=True) < 0.7
+  groups = synthetic.group_objectness_oracle_jaccard(4, image_size=32, group_size=6)
+  assert 0.3 < groups < 0.8
+
+
+def test_oracle_scores_mask_over_object_pixels():
+  pairs = synthetic.SyntheticPairs(3, image_size=32)
+  shared = objects = 0
+  for i in range(3):
+    sample, labels = pairs[i], pairs.render(i)
+    for side in "ab":
+      shared += sample[f"mask_{side}"].sum()
+      objects += (labels[f"labels_{side}"] >= 0).sum()
+  assert synthetic.objectness_oracle_jaccard(pairs, pooled=True) == pytest.approx(shared / objects)
 
 
 @pytest.mark.parametrize("fraction,holders", [(1.0, 6), (0.5, 3)])

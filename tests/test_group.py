@@ -131,11 +131,14 @@ def test_single_image_is_segmented_with_its_own_attention():
   np.testing.assert_allclose(probs_loo, probs, atol=1e-6)
 
 
-def test_pairwise_averages_over_all_pairs():
-  model = CoSegNet("fca", **SMALL)
+@pytest.mark.parametrize("encode_once", [False, True])
+@pytest.mark.parametrize("attention", ["ca", "fca", "csa", "none"])
+def test_pairwise_averages_over_all_pairs(attention, encode_once):
+  model = CoSegNet(attention, **SMALL)
   variables = init_variables(model, jax.random.key(5), SIZE)
   images = uint8_images(3, seed=9)
-  _, probs = segment_pairwise(model, variables, images, chunk_size=2, return_probs=True)
+  _, probs = segment_pairwise(model, variables, images, chunk_size=2, return_probs=True,
+                              encode_once=encode_once)
   p01 = pair_probs(model, variables, images[[0, 1]])
   p02 = pair_probs(model, variables, images[[0, 2]])
   p12 = pair_probs(model, variables, images[[1, 2]])

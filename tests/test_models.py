@@ -1,5 +1,7 @@
 """CoSegNet: shapes, the attention equations (1)–(13), splitting, and input errors."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,10 +20,16 @@ def images(seed, n=2, size=SIZE):
   return preprocess(rng.randint(0, 256, (n, size, size, 3)).astype(np.uint8))
 
 
-@pytest.fixture(scope="module", params=["ca", "fca", "csa", "none"])
-def small(request):
-  model = CoSegNet(request.param, **SMALL)
+@functools.cache
+def small_model(attention):
+  """A small CoSegNet of ``attention`` and its variables (built once per attention)."""
+  model = CoSegNet(attention, **SMALL)
   return model, init_variables(model, jax.random.key(0), SIZE)
+
+
+@pytest.fixture(params=["ca", "fca", "csa", "none"])
+def small(request):
+  return small_model(request.param)
 
 
 def test_encoder_names_follow_torchvision():
@@ -67,11 +75,9 @@ def _parts(model, variables, x):
   return f, alpha, params
 
 
-def test_ca_equations(small):
+def test_ca_equations():
   """Eq. (1)–(4): alpha = sigmoid(W GAP(f) + b); f'_A = alpha_B * f_A."""
-  model, variables = small
-  if model.attention != "ca":
-    pytest.skip("CA only")
+  model, variables = small_model("ca")
   x = images(2)
   f, alpha, _ = _parts(model, variables, x)
   np.testing.assert_allclose(model.apply(variables, f, method=CoSegNet.attend), alpha, rtol=1e-5)
@@ -80,11 +86,9 @@ def test_ca_equations(small):
   np.testing.assert_allclose(attended, f[:1] * alpha[1][None, None, None], rtol=1e-6)
 
 
-def test_fca_equations(small):
+def test_fca_equations():
   """Eq. (5)–(7): alpha_C = sigmoid(W_f (alpha_A + alpha_B) + b_f), same for both images."""
-  model, variables = small
-  if model.attention != "fca":
-    pytest.skip("FCA only")
+  model, variables = small_model("fca")
   x = images(3)
   f, alpha, params = _parts(model, variables, x)
   fused = jax.nn.sigmoid((alpha[0] + alpha[1]) @ params["fuse"]["kernel"] + params["fuse"]["bias"])
@@ -94,11 +98,9 @@ def test_fca_equations(small):
     np.testing.assert_allclose(got[0], fused, rtol=1e-5)
 
 
-def test_csa_equations(small):
+def test_csa_equations():
   """Eq. (10)–(13): f'_A = alpha^c_B * sigmoid(mean_c f_A) * f_A."""
-  model, variables = small
-  if model.attention != "csa":
-    pytest.skip("CSA only")
+  model, variables = small_model("csa")
   x = images(4)
   f, alpha, _ = _parts(model, variables, x)
   attended = model.apply(variables, f[:1], alpha[1:],

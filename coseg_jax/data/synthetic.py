@@ -280,21 +280,34 @@ def render_group(index, *, seed=0, split="test", image_size=128, num_categories=
   return group
 
 
-def objectness_oracle_jaccard(pairs, num_pairs=None):
-  """Mean per-image Jaccard of predicting every object pixel as foreground.
+def objectness_oracle_jaccard(pairs, num_pairs=None, pooled=False):
+  """Jaccard of predicting every object pixel as foreground.
 
   The co-segmentation mask is a subset of the object pixels, so this is
-  |mask| / |objects| per image, averaged over both images of the first
-  ``num_pairs`` pairs.
+  |mask| / |objects| per image, averaged over both images of the first ``num_pairs``
+  pairs; ``pooled=True``: the pixels of all those images pooled (eval.py's "pairs"
+  Jaccard), sum |mask| / sum |objects|.
   """
-  scores = []
+  shared, objects = [], []
   for i in range(min(num_pairs or len(pairs), len(pairs))):
     pair = pairs.render(i)
     for side in ("a", "b"):
       labels = pair[f"labels_{side}"]
-      objects = labels >= 0
-      scores.append(np.isin(labels, pair["shared"]).sum() / max(objects.sum(), 1))
-  return float(np.mean(scores))
+      shared.append(np.isin(labels, pair["shared"]).sum())
+      objects.append((labels >= 0).sum())
+  shared, objects = np.asarray(shared, np.float64), np.maximum(objects, 1)
+  return float(shared.sum() / objects.sum() if pooled else np.mean(shared / objects))
+
+
+def group_objectness_oracle_jaccard(num_groups, **group_options):
+  """The oracle on ``render_group`` groups 0..num_groups-1, scored as eval.py's group
+  tables: per-image Jaccard averaged within each group, then over groups."""
+  per_group = []
+  for index in range(num_groups):
+    group = render_group(index, **group_options)
+    per_group.append(np.mean([mask.sum() / max((labels >= 0).sum(), 1)
+                              for mask, labels in zip(group["masks"], group["labels"])]))
+  return float(np.mean(per_group))
 
 
 def contact_sheet(pairs, num_pairs):
@@ -316,15 +329,24 @@ def main(argv=None):
   parser.add_argument("--num_categories", type=int, default=6)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--split", default="test", choices=tuple(SPLIT_STREAMS))
+  parser.add_argument("--groups", type=int, default=0, help="also score the oracle on groups")
+  parser.add_argument("--group_size", type=int, default=8)
   parser.add_argument("--preview", default="", help="write a contact sheet PNG of 6 pairs here")
   args = parser.parse_args(argv)
   pairs = SyntheticPairs(args.pairs, args.image_size, args.num_categories, args.seed, args.split)
   start = time.perf_counter()
   jaccard = objectness_oracle_jaccard(pairs)
   seconds = time.perf_counter() - start
-  print(f"objectness-oracle Jaccard over {args.pairs} {args.split} pairs "
-        f"({args.image_size} px, K={args.num_categories}, seed {args.seed}): {jaccard:.4f}")
+  where = f"({args.image_size} px, K={args.num_categories}, seed {args.seed})"
+  print(f"objectness-oracle Jaccard over {args.pairs} {args.split} pairs {where}: "
+        f"{jaccard:.4f} mean per image, {objectness_oracle_jaccard(pairs, pooled=True):.4f} pooled")
   print(f"render speed: {args.pairs / seconds:.1f} pairs/s (one thread)")
+  if args.groups:
+    group_jaccard = group_objectness_oracle_jaccard(
+        args.groups, seed=args.seed, split=args.split, image_size=args.image_size,
+        num_categories=args.num_categories, group_size=args.group_size)
+    print(f"objectness-oracle Jaccard over {args.groups} {args.split} groups of "
+          f"{args.group_size} {where}: {group_jaccard:.4f} per image, then per group")
   if args.preview:
     Image.fromarray(contact_sheet(pairs, min(6, args.pairs))).save(args.preview)
     print(f"wrote {args.preview}")
