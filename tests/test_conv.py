@@ -21,10 +21,11 @@ def grads(fn, x, w, cotangent):
 
 
 # (input channels, output channels, kernel, padding): same-size 3x3 as VGG and the paper's
-# decoder, the reference decoder's VALID 5x5/7x7 after reflect-padding, asymmetric padding;
+# decoder, the reference decoder's unpadded 5x5/7x7 (flax passes "VALID" as a string),
+# asymmetric padding;
 # more input than output channels and the reverse take the two branches of kernel_gradient.
 CASES = [(3, 8, 3, ((1, 1), (1, 1))), (16, 4, 3, ((1, 1), (1, 1))),
-         (4, 6, 5, ((0, 0), (0, 0))), (6, 2, 7, ((0, 0), (0, 0))),
+         (4, 6, 5, ((0, 0), (0, 0))), (6, 2, 7, "VALID"),
          (5, 3, 3, ((0, 2), (1, 0)))]
 
 
@@ -51,6 +52,14 @@ def test_kernel_gradient_is_independent_of_the_band_size(block_elements):
   got = conv.kernel_gradient(x, g, (3, 3), padding, block_elements=block_elements)
   want = conv._xla_kernel_gradient(x, g, (3, 3), padding)  # pylint: disable=protected-access
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_valid_padding_takes_the_fast_path(monkeypatch):
+  calls = []
+  monkeypatch.setattr(conv, "conv2d", lambda x, w, padding: calls.append(padding) or 0)
+  conv.conv_general_dilated(jnp.zeros((1, 8, 8, 2)), jnp.zeros((5, 5, 2, 3)), (1, 1), "VALID",
+                            dimension_numbers=NHWC)
+  assert calls == [((0, 0), (0, 0))]
 
 
 def test_other_convolutions_fall_back_to_lax():

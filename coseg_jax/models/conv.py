@@ -22,7 +22,8 @@ only (``lax.platform_dependent``); on GPUs and TPUs the gradients are XLA's own.
   elementwise operations only.
 
 Anything other than an NHWC/HWIO 2-D convolution with unit strides and dilations, one
-feature group and padding of at most k - 1 falls back to ``lax.conv_general_dilated``.
+feature group and "VALID" or explicit padding of at most k - 1 falls back to
+``lax.conv_general_dilated``.
 """
 
 import functools
@@ -156,8 +157,11 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """``lax.conv_general_dilated`` whose kernel gradient is computed as matmuls (see above).
 
   The fast path covers 2-D NHWC/HWIO convolutions with unit strides and dilations, one
-  group, explicit padding of at most k - 1 per side; anything else is passed through.
+  group, "VALID" or explicit padding of at most k - 1 per side; anything else is
+  passed through.
   """
+  if isinstance(padding, str) and padding.upper() == "VALID":
+    padding = ((0, 0),) * (lhs.ndim - 2)
   fast = (_is_nhwc(dimension_numbers, lhs.ndim) and _unit(window_strides)
           and _unit(lhs_dilation) and _unit(rhs_dilation) and feature_group_count == 1
           and batch_group_count == 1 and preferred_element_type is None
