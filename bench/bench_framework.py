@@ -197,7 +197,8 @@ def main(argv=None):
   parser.add_argument("--image-size", type=int, default=224)
   parser.add_argument("--batch-size", type=int, default=4, help="pairs per step")
   parser.add_argument("--dtype", default="float32",
-                      help="JAX compute dtype (bfloat16: float32 parameters and optimizer state; torch stays float32)")
+                      help="JAX compute dtype (bfloat16: float32 parameters and optimizer "
+                      "state; torch stays float32)")
   parser.add_argument("--warmup", type=int, default=2, help="untimed rounds (compilation)")
   parser.add_argument("--repeats", type=int, default=5, help="timed rounds; the median is kept")
   parser.add_argument("--threads", type=int, default=0,

@@ -122,7 +122,8 @@ def summarise(rows):
         by["group", big]["peak_rss_mb"] / by["group", 8]["peak_rss_mb"])
   for n in group_ns:
     if ("pairwise", n) in by:
-      summary[f"pairwise_over_group_time_N{n}"] = by["pairwise", n]["seconds"] / by["group", n]["seconds"]
+      summary[f"pairwise_over_group_time_N{n}"] = (
+          by["pairwise", n]["seconds"] / by["group", n]["seconds"])
   return summary
 
 

@@ -157,14 +157,14 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """``lax.conv_general_dilated`` whose kernel gradient is computed as matmuls (see above).
 
   The fast path covers 2-D NHWC/HWIO convolutions with unit strides and dilations, one
-  group, "VALID" or explicit padding of at most k - 1 per side; anything else is
-  passed through.
+  group, default precision, "VALID" or explicit padding of at most k - 1 per side;
+  anything else is passed through.
   """
   if isinstance(padding, str) and padding.upper() == "VALID":
     padding = ((0, 0),) * (lhs.ndim - 2)
   fast = (_is_nhwc(dimension_numbers, lhs.ndim) and _unit(window_strides)
           and _unit(lhs_dilation) and _unit(rhs_dilation) and feature_group_count == 1
-          and batch_group_count == 1 and preferred_element_type is None
+          and batch_group_count == 1 and preferred_element_type is None and precision is None
           and not isinstance(padding, str) and lhs.dtype == rhs.dtype)
   if fast:
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
