@@ -20,13 +20,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import jax
 import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
-from bench.common import PeakRSS, print_table, write_json  # pylint: disable=g-import-not-at-top
+from bench.common import PeakRSS, median_seconds, print_table, write_json  # pylint: disable=g-import-not-at-top
 from coseg_jax import CoSegNet, group, init_variables, preprocess  # pylint: disable=g-import-not-at-top
 
 
@@ -36,14 +35,10 @@ def compile_count():
 
 def timed(fn, repeats):
   """Median wall time of ``repeats`` runs (after one warm-up) and the peak RSS seen."""
-  fn()
-  times = []
+  fn()  # the warm-up (compilation) stays outside the memory measurement
   with PeakRSS() as rss:
-    for _ in range(repeats):
-      start = time.perf_counter()
-      fn()
-      times.append(time.perf_counter() - start)
-  return float(np.median(times)), rss.peak
+    seconds = median_seconds(fn, repeats, warmup=0)
+  return seconds, rss.peak
 
 
 def main(argv=None):

@@ -18,10 +18,9 @@ import sys
 import time
 
 import jax
-import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
-from bench.common import print_table, write_json  # pylint: disable=g-import-not-at-top
+from bench.common import median_seconds, print_table, write_json  # pylint: disable=g-import-not-at-top
 from coseg_jax.data import pipeline  # pylint: disable=g-import-not-at-top
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -58,15 +57,12 @@ def train_step_seconds(image_size, batch_size, repeats=2):
                               batch_size=batch_size, seed=0))
   batch = {k: batch[k] for k in ("image_a", "image_b", "mask_a", "mask_b")}
   step = jax.jit(lambda s, b: train_lib.train_step(s, b, model=model, freeze_encoder=False))
-  state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
+
+  def one_step():
+    nonlocal state
     state, _ = step(state, batch)
     jax.block_until_ready(state)
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  return median_seconds(one_step, repeats)
 
 
 def main(argv=None):

@@ -18,7 +18,6 @@ Reported per mode: GFLOP per pair, achieved GFLOP/s and the fraction of the peak
 import argparse
 import functools
 import sys
-import time
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
 # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -27,20 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.bench_framework import JaxRunner, jax_variant, make_batch, make_config
-from bench.common import print_table, write_json
+from bench.common import median_seconds, print_table, write_json
 from coseg_jax import models
 # pylint: enable=g-import-not-at-top,wrong-import-position
-
-
-def median_seconds(fn, repeats, warmup=1):
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
 
 
 def matmul_peak(repeats):

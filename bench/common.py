@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: machine facts, peak RSS sampling, JSON output."""
+"""Helpers shared by the benchmark scripts: machine facts, timing, peak RSS sampling, JSON output."""
 
 import json
 import os
@@ -7,6 +7,7 @@ import threading
 import time
 
 import jax
+import numpy as np
 
 
 def machine_info():
@@ -54,6 +55,18 @@ class PeakRSS:
     self._stop.set()
     self._thread.join()
     self.peak = max(self.peak, current_rss_bytes())
+
+
+def median_seconds(fn, repeats, warmup=1):
+  """Median wall time of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
 
 
 def write_json(path, payload):

@@ -220,8 +220,7 @@ def all_foreground_step(variables, batch):
   """``train_lib.eval_step``'s counts [2B] when every pixel is predicted foreground."""
   del variables
   def counts(mask):
-    logits = jnp.stack([jnp.zeros(mask.shape), jnp.ones(mask.shape)], axis=-1)
-    return train_lib.pixel_counts(logits, mask)
+    return metrics.counts(jnp.ones(mask.shape, bool), mask, xp=jnp)
   return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), counts(batch["mask_a"]),
                       counts(batch["mask_b"]))
 

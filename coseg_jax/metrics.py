@@ -20,13 +20,14 @@ IGNORE = 255
 COUNTS = ("intersection", "union", "correct", "counted")
 
 
-def counts(predicted, target):
+def counts(predicted, target, xp=np):
   """Per-image counts of [N, H, W] bool predictions against [N, H, W] {0, 1, 255} targets.
 
-  Returns a dict of int64 [N] arrays: intersection, union, correct, counted.
+  Returns a dict of integer [N] arrays: intersection, union, correct, counted. With
+  ``xp=jax.numpy`` the same counts run inside ``jit`` (the train and eval steps).
   """
-  predicted = np.asarray(predicted).astype(bool)
-  target = np.asarray(target)
+  predicted = xp.asarray(predicted).astype(bool)
+  target = xp.asarray(target)
   if predicted.shape != target.shape:
     raise ValueError(f"prediction shape {predicted.shape} != ground-truth shape {target.shape}")
   valid = target != IGNORE
@@ -34,10 +35,10 @@ def counts(predicted, target):
   predicted = predicted & valid
   axes = tuple(range(1, predicted.ndim))
   return {
-      "intersection": np.sum(predicted & truth, axis=axes, dtype=np.int64),
-      "union": np.sum(predicted | truth, axis=axes, dtype=np.int64),
-      "correct": np.sum((predicted == truth) & valid, axis=axes, dtype=np.int64),
-      "counted": np.sum(valid, axis=axes, dtype=np.int64),
+      "intersection": xp.sum(predicted & truth, axis=axes),
+      "union": xp.sum(predicted | truth, axis=axes),
+      "correct": xp.sum((predicted == truth) & valid, axis=axes),
+      "counted": xp.sum(valid, axis=axes),
   }
 
 

@@ -196,22 +196,27 @@ def _max_pool_even(x):
 
 
 def _max_pool_fwd(x):
-  return _pool(x), x
+  y = _pool(x)
+  return y, (x, y)
 
 
-def _max_pool_bwd(x, g):
-  return (lax.platform_dependent(x, g, cpu=_first_max_gradient, default=_xla_pool_gradient),)
+def _max_pool_bwd(residuals, g):
+  x, y = residuals
+  return (lax.platform_dependent(x, y, g, cpu=_first_max_gradient,
+                                 default=_xla_pool_gradient),)
 
 
-def _xla_pool_gradient(x, g):
+def _xla_pool_gradient(x, y, g):
+  del y
   return jax.vjp(lambda x_: nn.max_pool(x_, (2, 2), strides=(2, 2)), x)[1](g)[0]
 
 
-def _first_max_gradient(x, g):
-  """dL/dx of 2x2 max-pooling: g to the first maximum of each window, elementwise."""
+def _first_max_gradient(x, y, g):
+  """dL/dx of 2x2 max-pooling with output y: g to the first maximum of each window,
+  elementwise."""
   b, h, w, c = x.shape
   windows = x.reshape(b, h // 2, 2, w // 2, 2, c)
-  is_max = windows == _pool(x)[:, :, None, :, None, :]
+  is_max = windows == y[:, :, None, :, None, :]
   e00, e01 = is_max[:, :, 0, :, 0], is_max[:, :, 0, :, 1]
   e10 = is_max[:, :, 1, :, 0]
   # the first maximum in row-major window order gets the gradient (select_and_scatter's)
