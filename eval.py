@@ -6,7 +6,7 @@ r"""Evaluates a trained CoSegNet: the paper's per-class tables, printed and save
       --config.data.groups=Aero,Bus --modes=pairwise,group_mean
 
 Modes (default by dataset): pairs, pairs_all_foreground (voc, synthetic); pairwise,
-group_mean, group_min, all_foreground (folder, synthetic). See docs/evaluation.md.
+group_mean, group_min, all_foreground, center_box (folder, synthetic). See docs/evaluation.md.
 """
 
 from absl import app, flags

@@ -14,6 +14,8 @@ Modes (``MODES``):
 * ``group_mean`` / ``group_min``: instant group co-segmentation (Algorithm 1) with the
   Group Average / Group Minimum Attention (Tables 4–5, Fig. 5; ``group.segment_group``).
 * ``all_foreground``: every pixel of every group image foreground (a trivial baseline).
+* ``center_box``: the middle half of each side of every group image foreground (a fixed
+  box, the baseline that a co-segmentation model must beat to show it finds objects).
 
 The group modes score every image at its ORIGINAL resolution: the S x S probability map
 is resized back to the image's H x W (bilinear), thresholded at 0.5 and compared with the
@@ -38,7 +40,8 @@ from coseg_jax.data import pipeline
 from coseg_jax.models.coseg import STRIDE
 
 PAIR_MODES = ("pairs", "pairs_all_foreground")
-GROUP_MODES = ("pairwise", "group_mean", "group_min", "all_foreground")
+BASELINE_MODES = ("all_foreground", "center_box")
+GROUP_MODES = ("pairwise", "group_mean", "group_min") + BASELINE_MODES
 MODES = PAIR_MODES + GROUP_MODES
 DEFAULT_MODES = {"voc": PAIR_MODES, "synthetic": MODES, "folder": GROUP_MODES}
 THRESHOLD = 0.5
@@ -181,7 +184,17 @@ def group_segmenters(model, variables, chunk_size=8):
       "group_mean": instant("mean"),
       "group_min": instant("min"),
       "all_foreground": lambda x: np.ones(x.shape[:3], np.float32),
+      "center_box": center_box,
   }
+
+
+def center_box(inputs):
+  """P(foreground) [N, S, S]: 1 on the middle half of each side (rows and columns
+  [S/4, 3S/4)), 0 elsewhere; at the original size it is the same box of the image."""
+  n, height, width = inputs.shape[:3]
+  probs = np.zeros((n, height, width), np.float32)
+  probs[:, height // 4:height - height // 4, width // 4:width - width // 4] = 1
+  return probs
 
 
 def evaluate_groups(groups, segmenters):

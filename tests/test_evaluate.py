@@ -106,6 +106,16 @@ def test_table_averages_images_within_classes_then_classes():
   assert set(results["left"]) == {"classes", "average", "seconds"}
 
 
+def test_center_box_is_the_middle_half_at_the_original_size():
+  box = evaluate.group_segmenters(None, None)["center_box"](np.zeros((2, 8, 8, 3), np.float32))
+  assert box.shape == (2, 8, 8) and box.sum() == 2 * 16 and np.all(box[:, 2:6, 2:6] == 1)
+  # A 16 x 12 image whose object is its left half: the box (rows 4-11, columns 3-8) covers
+  # columns 3-5 of the object.
+  truth = column_mask(16, 12, 0, 6)
+  c = evaluate.original_size_counts(box[:1], [truth])
+  assert (c["intersection"][0], c["union"][0]) == (8 * 3, 16 * 6 + 8 * 3)
+
+
 def test_evaluate_groups_errors_name_the_group():
   no_masks = [{"name": "plain", "inputs": np.zeros((2, 4, 4, 3)), "masks": None}]
   with pytest.raises(ValueError, match="group plain has no masks"):
