@@ -5,16 +5,26 @@ With the encoder frozen its features depend on the image alone, so each distinct
 ``f_A``, ``f_B`` for ``CoSegNet.decode_pair``, and a training step costs the attention
 learner and decoder only. Images are recognised by a digest of their bytes; the cache
 keeps the most recently used ``max_entries`` feature maps on the host.
+
+``view_features`` encodes the augmented views and composites of ``coseg_jax.data.views``
+once and keeps them on disk, for ``config.data.views``.
 """
 
 import collections
+import dataclasses
 import functools
 import hashlib
+import json
+import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import tqdm
 
+from coseg_jax.data import folders, views
 from coseg_jax.models.coseg import CoSegNet
+from coseg_jax.preprocessing import preprocess
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -57,3 +67,68 @@ class FeatureCache:
     features = np.split(self.encode(np.concatenate([batch["image_a"], batch["image_b"]])), 2)
     return {"features_a": features[0], "features_b": features[1], "mask_a": batch["mask_a"],
             "mask_b": batch["mask_b"]}
+
+
+# ----------------------------------------------------------------------------- views
+def encode_images(model, variables, images, chunk_size=16, desc="encode"):
+  """uint8 [N, S, S, 3] -> float16 encoder features [N, h, w, C], a fixed-size chunk at a
+  time (one compiled shape), with a progress bar."""
+  encoder = {"params": {"encoder": variables["params"]["encoder"]}}
+  out = []
+  for start in tqdm.trange(0, len(images), chunk_size, desc=desc, leave=False):
+    chunk = images[start:start + chunk_size]
+    padded = np.concatenate([chunk, chunk[:1].repeat(chunk_size - len(chunk), 0)])
+    out.append(np.asarray(_encode(model, encoder, preprocess(padded)))[:len(chunk)])
+  return np.concatenate(out).astype(np.float16)
+
+
+def _digest(*parts):
+  h = hashlib.blake2b(digest_size=12)
+  for part in parts:
+    h.update(part if isinstance(part, bytes) else json.dumps(part, default=str).encode())
+  return h.hexdigest()
+
+
+def default_cache_dir():
+  """``$XDG_CACHE_HOME/coseg_jax/views`` (``~/.cache/coseg_jax/views``)."""
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "coseg_jax", "views")
+
+
+def view_features(dataset, view_config, model, variables, cache_dir=""):
+  """(``views.Views``, float16 features [V, h, w, C]) of a folder dataset's views (the
+  views' ``images`` are not kept: None when read from the cache).
+
+  Rendered and encoded once, then read from ``<cache_dir>/views-<key>.npz``; the key
+  covers the files (path, size, mtime), the view settings, the encoder and its weights
+  (not the attention or decoder: their ablations share one cache), so any change of what
+  the features depend on builds a new cache. Written atomically (a killed build leaves
+  no partial cache).
+  """
+  files = [(str(p.absolute()), p.stat().st_size, p.stat().st_mtime_ns)
+           for g in dataset.groups for p in (*g.images, *g.masks)]
+  encoder = jax.tree.leaves(variables["params"]["encoder"])
+  encoder_config = (model.encoder_widths, model.encoder_convs, model.encoder_batch_norm)
+  key = _digest(files, dataclasses.asdict(view_config), encoder_config,
+                *(np.asarray(x).tobytes() for x in encoder))
+  cache_dir = cache_dir or default_cache_dir()
+  path = os.path.join(cache_dir, f"views-{key}.npz")
+  if os.path.isfile(path):
+    with np.load(path) as saved:
+      arrays = {k: saved[k] for k in saved.files}
+    features = arrays.pop("features")
+    return views.Views(images=None, **arrays), features
+  groups = [folders.load_group(g) for g in dataset.groups]
+  rendered = views.render(groups, view_config)
+  # Encoded in float32 whatever the model's compute dtype: on the CPU, XLA's bfloat16
+  # convolutions are slower than its float32 ones.
+  features = encode_images(model.clone(dtype=jnp.float32), variables, rendered.images,
+                           desc="encode views")
+  os.makedirs(cache_dir, exist_ok=True)
+  partial = f"{path}.{os.getpid()}.tmp.npz"
+  np.savez(partial, features=features, **{k: getattr(rendered, k) for k in VIEW_FIELDS})
+  os.replace(partial, path)
+  return rendered, features
+
+
+VIEW_FIELDS = ("labels", "source", "own", "pasted")  # cached with the features (not the images)

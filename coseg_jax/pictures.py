@@ -20,6 +20,11 @@ def mask_image(mask):
   return np.where(np.asarray(mask, bool), 255, 0).astype(np.uint8)
 
 
+def probability_image(probs):
+  """float P(foreground) [H, W] in [0, 1] -> uint8 [H, W] = round(255 p) (a soft map)."""
+  return np.round(np.clip(np.asarray(probs, np.float32), 0, 1) * 255).astype(np.uint8)
+
+
 def blend(image, colours, weight):
   """``image`` mixed with ``colours`` (uint8 or float [H, W, 3]) by ``weight`` [H, W] in [0, 1]."""
   weight = np.asarray(weight, np.float32)[..., None]

@@ -5,7 +5,8 @@ r"""Co-segments whole folders of images with instant group co-segmentation (Algo
       --reduce min --save-attention
 
 ``--images`` is a folder of images (one group), a folder of sub-folders of images (one
-group each, co-segmented separately), or a list of image files (one group). Every image
+group each, co-segmented separately), several folders of images (one group each, named
+after the folder), or a list of image files (one group). Every image
 is read with ``coseg_jax.data.images.read_image`` (grey, palette, RGBA, 16-bit and EXIF
 orientation handled), resized to S x S for the model, and its S x S foreground
 probability map resized back to the image's size (bilinear) and thresholded at 0.5.
@@ -13,6 +14,8 @@ Written per group (in ``--out``, or ``--out/<group>/`` when there are several gr
 
 * ``<stem>_mask.png``: the mask, 0/255, at the image's original size;
 * ``<stem>_overlay.png``: the mask tinted green over the image;
+* with ``--save-probs``, ``<stem>_prob.png``: the foreground probability as an 8-bit grey
+  image (round(255 p)) at the original size, the soft map co-saliency metrics read;
 * ``contact_sheet.png``: thumbnails of all the overlays in a grid, captioned with the
   file name and the foreground fraction;
 * with ``--save-attention``, ``<stem>_attention.png``: the spatial attention of §3.3 /
@@ -51,9 +54,12 @@ def find_groups(paths):
           f"--images {paths[0]}: no image files in it or in its sub-folders (extensions: "
           f"{', '.join(sorted(images.IMAGE_EXTENSIONS))})") from e
     return [(g.name, list(g.images)) for g in dataset.groups]
+  if len(paths) > 1 and all(p.is_dir() for p in paths):
+    return _folder_groups(paths)
   wrong = [str(p) for p in paths if p.is_dir() or not images.is_image_file(p)]
   if wrong:
-    raise ValueError(f"--images takes one folder or a list of image files; not image files: "
+    raise ValueError(f"--images takes folders or a list of image files, not both; not image "
+                     f"files: "
                      f"{', '.join(wrong)}")
   stems = [p.stem for p in paths]
   clashes = sorted({str(p) for p in paths if stems.count(p.stem) > 1})
@@ -61,6 +67,23 @@ def find_groups(paths):
     raise ValueError(f"--images: files with the same name stem would overwrite each other's "
                      f"outputs: {', '.join(clashes)}")
   return [("images", paths)]
+
+
+def _folder_groups(paths):
+  """Several ``--images`` folders -> one group each, named after the folder."""
+  names = [p.absolute().name for p in paths]
+  clashes = sorted({str(p) for p, name in zip(paths, names) if names.count(name) > 1})
+  if clashes:
+    raise ValueError(f"--images: folders with the same name would write to the same output "
+                     f"folder: {', '.join(clashes)}")
+  groups = []
+  for path, name in zip(paths, names):
+    files = [p for p in sorted(path.iterdir()) if p.is_file() and images.is_image_file(p)]
+    if not files:
+      raise images.MissingDataError(f"--images {path}: no image files in it (extensions: "
+                                    f"{', '.join(sorted(images.IMAGE_EXTENSIONS))})")
+    groups.append((name, files))
+  return groups
 
 
 def load_inputs(files, image_size):
@@ -84,8 +107,8 @@ def pca_2d(vectors):
   return np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
 
 
-def write_group(out_dir, files, probs, heat=None):
-  """Writes masks, overlays (and attention maps) of one group and its contact sheet.
+def write_group(out_dir, files, probs, heat=None, save_probs=False):
+  """Writes masks, overlays (soft maps, attention maps) of one group and its contact sheet.
 
   ``probs``: P(foreground) [N, S, S]; ``heat``: spatial attention [N, h, w] or None.
   Returns the contact sheet's path.
@@ -94,8 +117,11 @@ def write_group(out_dir, files, probs, heat=None):
   thumbs, captions = [], []
   for n, path in enumerate(files):
     image = images.read_image(path)
-    mask = evaluate.to_original_size(probs[n], image.shape[:2]) > evaluate.THRESHOLD
+    soft = evaluate.to_original_size(probs[n], image.shape[:2])
+    mask = soft > evaluate.THRESHOLD
     pictures.save(out_dir / f"{path.stem}_mask.png", pictures.mask_image(mask))
+    if save_probs:
+      pictures.save(out_dir / f"{path.stem}_prob.png", pictures.probability_image(soft))
     shown = pictures.overlay(image, mask)
     pictures.save(out_dir / f"{path.stem}_overlay.png", shown)
     if heat is not None:
@@ -108,7 +134,8 @@ def write_group(out_dir, files, probs, heat=None):
 
 
 def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out=False,
-                   chunk_size=8, image_size=None, save_attention=False, log=print):
+                   chunk_size=8, image_size=None, save_attention=False, save_probs=False,
+                   log=print):
   """Co-segments every group of ``image_paths`` and writes the pictures to ``out``.
 
   Returns {group name: its output folder}.
@@ -130,7 +157,7 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
       alphas.append(group_alphas)
       labels += [name] * len(files)
     written[name] = out / name if len(groups) > 1 else out
-    write_group(written[name], files, probs, heat)
+    write_group(written[name], files, probs, heat, save_probs)
     log(f"{name}: {len(files)} images -> {written[name]}")
   if save_attention and len(groups) > 1:
     path = plots.attention_embedding(pca_2d(np.concatenate(alphas)), labels,
@@ -146,7 +173,8 @@ def parse_args(argv=None):
   parser.add_argument("--checkpoint", required=True,
                       help="a training workdir, checkpoints/ or best/ folder, or a step folder")
   parser.add_argument("--images", required=True, nargs="+",
-                      help="a folder (of images, or of sub-folders = groups) or image files")
+                      help="a folder (of images, or of sub-folders = groups), several folders "
+                      "(a group each) or image files (one group)")
   parser.add_argument("--out", required=True, help="output folder")
   parser.add_argument("--reduce", choices=REDUCTIONS, default="mean",
                       help="group attention: mean (Group Average) or min (Group Minimum)")
@@ -158,6 +186,8 @@ def parse_args(argv=None):
                       help="model input size S (a multiple of 32); default: the run's")
   parser.add_argument("--save-attention", action="store_true",
                       help="also write spatial-attention heat maps and the attention PCA plot")
+  parser.add_argument("--save-probs", action="store_true",
+                      help="also write the foreground probabilities as 8-bit grey PNGs")
   return parser.parse_args(argv)
 
 
@@ -166,7 +196,8 @@ def main(argv=None):
   try:
     segment_folder(args.checkpoint, args.images, args.out, reduce=args.reduce,
                    leave_one_out=args.leave_one_out, chunk_size=args.chunk_size,
-                   image_size=args.image_size, save_attention=args.save_attention)
+                   image_size=args.image_size, save_attention=args.save_attention,
+                   save_probs=args.save_probs)
   except (FileNotFoundError, ValueError) as e:
     raise SystemExit(f"error: {e}") from e
 

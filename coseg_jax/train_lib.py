@@ -26,7 +26,8 @@ import tqdm
 
 import coseg_jax
 from coseg_jax import losses, metrics, models, weights
-from coseg_jax.data import pipeline
+from coseg_jax import feature_cache
+from coseg_jax.data import pipeline, views
 from coseg_jax.feature_cache import FeatureCache
 from coseg_jax.logging_utils import MetricWriter
 
@@ -71,6 +72,9 @@ def validate_config(config):
   if config.train.cache_features and not config.train.freeze_encoder:
     raise ValueError("config.train.cache_features=True needs config.train.freeze_encoder=True "
                      "(features of a trained encoder change every step)")
+  if config.data.views and not (config.train.cache_features and config.data.dataset == "folder"):
+    raise ValueError("config.data.views=True needs config.data.dataset='folder' and "
+                     "config.train.cache_features=True (the views are encoded once)")
   if config.train.freeze_encoder and config.model.encoder_batch_norm:
     raise ValueError("config.train.freeze_encoder=True with config.model.encoder_batch_norm=True "
                      "is not supported: freezing is meant for the pretrained VGG16")
@@ -116,7 +120,8 @@ def train_step(state, batch, *, model, freeze_encoder):
   trained = {k: v for k, v in state.params.items() if k not in frozen}
 
   if "features_a" in batch:  # cached frozen-encoder features
-    inputs = (jax.numpy.concatenate([batch["features_a"], batch["features_b"]]),)
+    features = jax.numpy.concatenate([batch["features_a"], batch["features_b"]])
+    inputs = (features.astype(jax.numpy.float32),)  # cached views are stored as float16
     method = models.CoSegNet.decode_pair
   else:
     inputs, method = (batch["image_a"], batch["image_b"]), None
@@ -250,6 +255,18 @@ def build_data(config, split, seed):
                         shard_index=jax.process_index(), shard_count=jax.process_count())
 
 
+def build_view_pairs(config, model, variables):
+  """This host's endless batches of cached augmented-view pairs (``config.data.views``)."""
+  data = pipeline.resolve_config(config.data)
+  dataset = pipeline.folder_dataset(data)
+  view_config = views.ViewConfig.from_data_config(data, config.seed)
+  rendered, features = feature_cache.view_features(dataset, view_config, model, variables,
+                                                   data.view_cache_dir)
+  return views.PairSampler(rendered, features, batch_size=config.batch_size, seed=config.seed,
+                           negatives=data.view_negatives, shard_index=jax.process_index(),
+                           shard_count=jax.process_count())
+
+
 def evaluate(evaluate_step, variables, batches, sharding, max_batches=0):
   """Pooled and mean-per-image precision/Jaccard of the pair model over ``batches``."""
   collected = []
@@ -299,8 +316,12 @@ def train_and_evaluate(config, workdir):
     write_run_info(workdir, config)
 
   state = create_state(config, model, jax.random.key(config.seed))
+  host_params = jax.tree.map(np.asarray, {"params": state.params})
   state = sharding.replicate(state)
-  train_data = build_data(config, "train", config.seed)
+  if config.data.views:
+    train_data = build_view_pairs(config, model, host_params)
+  else:
+    train_data = build_data(config, "train", config.seed)
   latest, best = checkpoint_managers(workdir, config)
   start = latest.latest_step() or 0
   if start:
@@ -312,9 +333,8 @@ def train_and_evaluate(config, workdir):
 
   train, evaluate_step = compile_steps(model, config, sharding)
   cache = None
-  if config.train.cache_features:
-    cache = FeatureCache(model, jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
-                                             {"params": state.params}))
+  if config.train.cache_features and not config.data.views:
+    cache = FeatureCache(model, host_params)
   writer = MetricWriter(workdir, enabled=primary)
   bar = tqdm.tqdm(total=config.train.num_steps, initial=start, disable=not primary,
                   dynamic_ncols=True, desc="train")

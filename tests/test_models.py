@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from coseg_jax import CoSegNet, init_variables, preprocess
-from coseg_jax.models.decoder import upsample2x
+from coseg_jax.models.decoder import UpsampleConv, upsample2x
+import flax.linen as nn
 from coseg_jax.models.vgg import conv_indices
 
 SIZE = 64
@@ -150,6 +151,25 @@ def test_upsample_is_nearest():
   x = jnp.arange(4.0).reshape(1, 2, 2, 1)
   np.testing.assert_array_equal(upsample2x(x)[0, :, :, 0],
                                 [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (3, 5), (8, 8)])
+def test_upsample_conv_equals_conv_of_the_upsampled_map(height, width):
+  rng = np.random.default_rng(height)
+  x = jnp.asarray(rng.normal(size=(2, height, width, 6)), jnp.float32)
+  module = UpsampleConv(4)
+  variables = module.init(jax.random.key(0), x)
+  variables = jax.tree.map(lambda v: v + 0.1, variables)  # a non-zero bias
+  plain = nn.Conv(4, (3, 3), padding=((1, 1), (1, 1)))
+  assert jax.tree.map(jnp.shape, plain.init(jax.random.key(0), upsample2x(x))) == \
+      jax.tree.map(jnp.shape, variables)  # the same parameters, so checkpoints carry over
+  ours = lambda v, x: module.apply(v, x)
+  theirs = lambda v, x: plain.apply(v, upsample2x(x))
+  np.testing.assert_allclose(ours(variables, x), theirs(variables, x), rtol=1e-5, atol=1e-5)
+  cotangent = jnp.asarray(rng.normal(size=(2, 2 * height, 2 * width, 4)), jnp.float32)
+  grads = [jax.grad(lambda v, x: (f(v, x) * cotangent).sum(), (0, 1))(variables, x)
+           for f in (ours, theirs)]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), *grads)
 
 
 @pytest.mark.parametrize("shape, message", [

@@ -77,6 +77,34 @@ def test_subfolders_are_groups_with_an_attention_plot(run_dir, tmp_path):
   assert opened(tmp_path / "out" / "attention_pca.png")[0] in ("RGB", "RGBA")
 
 
+def test_several_folders_are_groups_with_soft_maps(run_dir, tmp_path):
+  folders = [tmp_path / "a" / "cows", tmp_path / "b" / "cars"]
+  for n, folder in enumerate(folders):
+    folder.mkdir(parents=True)
+    for k in range(2 + n):
+      Image.fromarray(noise(40, 56, seed=10 * n + k)).save(folder / f"img{k}.jpg")
+  run_segment(run_dir, folders, tmp_path / "out", "--save-probs")
+  for n, name in enumerate(("cows", "cars")):
+    written = {p.name for p in (tmp_path / "out" / name).iterdir()}
+    assert written == {"contact_sheet.png"} | {f"img{k}_{kind}.png" for k in range(2 + n)
+                                               for kind in ("mask", "overlay", "prob")}
+    mode, soft = opened(tmp_path / "out" / name / "img1_prob.png")
+    _, mask = opened(tmp_path / "out" / name / "img1_mask.png")
+    assert mode == "L" and soft.shape == (40, 56)
+    np.testing.assert_array_equal(mask == 255, soft > 127.5)  # the mask thresholds the soft map
+  (tmp_path / "c" / "cows").mkdir(parents=True)
+  Image.fromarray(noise(32, 32)).save(tmp_path / "c" / "cows" / "x.png")
+  with pytest.raises(SystemExit, match="same name would write to the same output folder"):
+    run_segment(run_dir, [folders[0], tmp_path / "c" / "cows"], tmp_path / "out2")
+  with pytest.raises(SystemExit, match="not both"):
+    run_segment(run_dir, [folders[0], tmp_path / "c" / "cows" / "x.png"], tmp_path / "out2")
+
+
+def test_probability_image_is_8_bit():
+  np.testing.assert_array_equal(pictures.probability_image(np.array([[0.0, 0.5, 1.0, 1.2]])),
+                                [[0, 128, 255, 255]])
+
+
 def test_a_list_of_files_is_one_group(run_dir, tmp_path):
   files = [tmp_path / "a.png", tmp_path / "sub" / "b.jpg"]
   files[1].parent.mkdir()

@@ -69,6 +69,13 @@ def default_config():
   config.group_size = 8  # synthetic groups: images per group
   config.num_groups = 16  # synthetic groups: groups per split
   config.common_fraction = 1.0  # synthetic groups: fraction of images with the common category
+  # folder, training with a frozen cached encoder only (coseg_jax.data.views):
+  config.views = False  # train on cached features of augmented views and composites
+  config.view_crops = 2  # scaled crops per image (besides the whole image and its mirror)
+  config.view_composites = 2  # per image: another group's object pasted in (a distractor)
+  config.view_min_scale = 0.4  # smallest crop, as a fraction of the image's area
+  config.view_negatives = 0.0  # fraction of training pairs with no group in common
+  config.view_cache_dir = ""  # where encoded views are kept; "" = ~/.cache/coseg_jax/views
   return config
 
 
@@ -99,7 +106,7 @@ def _check_split(split):
     raise ValueError(f"split={split!r}: expected one of {SPLITS}")
 
 
-def _folder_dataset(config):
+def folder_dataset(config):
   return folders.scan(config.root, layout=config.layout, groups=config.groups or None,
                       on_mismatch=config.on_mismatch)
 
@@ -129,7 +136,7 @@ def pair_source(data_config, split):
     pairs_file = f"{config.voc_pairs_dir}/{split}.txt" if config.voc_pairs_dir else None
     return voc.load_pairs(config.root, split, split_seed=config.voc_split_seed,
                           cache_file=config.voc_index_file or None, pairs_file=pairs_file)
-  dataset = _folder_dataset(config)
+  dataset = folder_dataset(config)
   if not dataset.has_masks and not evaluating:
     raise ValueError(f"{config.root}: layout {dataset.layout!r} has no masks, so it cannot be "
                      "used for training")
@@ -279,5 +286,5 @@ def iterate_groups(data_config, *, split="test"):
           common_fraction=config.common_fraction)
       yield _with_inputs(group, config.image_size)
     return
-  for group in _folder_dataset(config).groups:
+  for group in folder_dataset(config).groups:
     yield _with_inputs(folders.load_group(group), config.image_size)

@@ -1,0 +1,182 @@
+"""Augmented views, composites and their pairs (coseg_jax.data.views), cached features."""
+
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from coseg_jax import feature_cache, train_lib
+from coseg_jax.data import folders, views
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_driver import tiny_config  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+SIZE = 64
+
+
+def write_folder_dataset(root, per_group=3, height=48, width=72):
+  """root/images/<colour>/img_k.png (a coloured box on grey noise) + root/masks/... ."""
+  rng = np.random.default_rng(0)
+  for name, colour in COLOURS.items():
+    for k in range(per_group):
+      image = rng.integers(90, 140, (height, width, 3)).astype(np.uint8)
+      mask = np.zeros((height, width), bool)
+      top, left = rng.integers(4, 16), rng.integers(4, 30)
+      mask[top:top + 24, left:left + 30] = True
+      image[mask] = colour
+      for kind, array in (("images", image), ("masks", mask.astype(np.uint8) * 255)):
+        folder = root / kind / name
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(folder / f"img_{k}.png")
+  return root
+
+
+@pytest.fixture(name="groups")
+def fixture_groups(tmp_path):
+  dataset = folders.scan(write_folder_dataset(tmp_path / "data"))
+  return [folders.load_group(g) for g in dataset.groups]
+
+
+def test_views_count_labels_and_determinism(groups):
+  config = views.ViewConfig(size=SIZE, crops=2, composites=1, seed=5)
+  v = views.render(groups, config)
+  plain = v.pasted == views.NONE
+  assert plain.sum() == 9 * 4  # whole, mirrored, two crops per image
+  assert (~plain).sum() == 9  # one composite per image (always placeable here)
+  assert v.images.shape == (45, SIZE, SIZE, 3) and v.labels.shape == (45, SIZE, SIZE)
+  assert set(np.unique(v.labels[plain])) <= {0, views.OWN}
+  # Every plain view keeps at least a third of the object; a composite shows both objects,
+  # the pasted one from another group and with that group's colour.
+  assert all((v.labels[i] == views.OWN).any() for i in np.flatnonzero(plain))
+  for i in np.flatnonzero(~plain):
+    assert v.pasted[i] != v.own[i]
+    assert (v.labels[i] == views.OWN).any() and (v.labels[i] == views.PASTED).any()
+    colour = np.asarray(COLOURS[groups[v.pasted[i]]["name"]])
+    pasted = v.images[i][v.labels[i] == views.PASTED].astype(int)
+    assert np.abs(np.median(pasted, axis=0) - colour).max() < 10
+  again = views.render(groups, config)
+  np.testing.assert_array_equal(v.images, again.images)
+  other = views.render(groups, views.ViewConfig(size=SIZE, crops=2, composites=1, seed=6))
+  assert not np.array_equal(v.labels, other.labels)
+
+
+def test_composites_need_two_groups(groups):
+  with pytest.raises(ValueError, match="at least two groups"):
+    views.render(groups[:1], views.ViewConfig(size=SIZE, composites=1))
+  with pytest.raises(ValueError, match="view_min_scale"):
+    views.render(groups, views.ViewConfig(size=SIZE, min_scale=0))
+
+
+def test_targets_keep_only_what_the_partner_shows():
+  labels = np.array([[0, 1], [2, 2]], np.uint8)  # own object of group 0, pasted of group 1
+  np.testing.assert_array_equal(views.targets(labels, 0, 1, 0, views.NONE), [[0, 1], [0, 0]])
+  np.testing.assert_array_equal(views.targets(labels, 0, 1, 1, views.NONE), [[0, 0], [1, 1]])
+  np.testing.assert_array_equal(views.targets(labels, 0, 1, 2, 0), [[0, 1], [0, 0]])
+  np.testing.assert_array_equal(views.targets(labels, 0, 1, 1, 0), [[0, 1], [1, 1]])
+  np.testing.assert_array_equal(views.targets(labels, 0, 1, 2, views.NONE), np.zeros((2, 2)))
+
+
+def sampler(v, **kwargs):
+  features = np.arange(len(v.labels), dtype=np.float16)[:, None, None, None] * np.ones(
+      (1, 2, 2, 4), np.float16)
+  return views.PairSampler(v, features, **{"batch_size": 8, "seed": 1, **kwargs})
+
+
+def test_pairs_share_a_group_resume_and_shard(groups):
+  v = views.render(groups, views.ViewConfig(size=SIZE, crops=1, composites=1))
+  run = sampler(v)
+  batches = [next(run) for _ in range(3)]
+  for batch in batches:
+    a = batch["features_a"][:, 0, 0, 0].astype(int)
+    b = batch["features_b"][:, 0, 0, 0].astype(int)
+    assert np.all(v.source[a] != v.source[b])  # two different images
+    shared = [({v.own[i], v.pasted[i]} & {v.own[j], v.pasted[j]}) - {views.NONE}
+              for i, j in zip(a, b)]
+    assert all(shared)  # positives only: every pair has a group in common
+    assert batch["mask_a"].shape == (8, SIZE, SIZE) and batch["mask_a"].max() == 1
+  resumed = sampler(v)
+  resumed.set_state(run.get_state())
+  following = next(run)
+  again = next(resumed)
+  for key in following:
+    np.testing.assert_array_equal(following[key], again[key])
+  halves = [next(sampler(v, shard_index=k, shard_count=2)) for k in range(2)]
+  whole = next(sampler(v))
+  for key in whole:
+    np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key])
+
+
+def test_negative_pairs_have_empty_targets(groups):
+  v = views.render(groups, views.ViewConfig(size=SIZE, crops=0, composites=0))
+  batch = next(sampler(v, negatives=1.0, batch_size=16))
+  a = batch["features_a"][:, 0, 0, 0].astype(int)
+  b = batch["features_b"][:, 0, 0, 0].astype(int)
+  assert np.all(v.own[a] != v.own[b])
+  assert batch["mask_a"].max() == 0 and batch["mask_b"].max() == 0
+
+
+def views_config(root, cache_dir, steps=2):
+  config = tiny_config(steps)
+  config.model.attention = "fca"
+  config.data.dataset = "folder"
+  config.data.root = str(root)
+  config.data.views = True
+  config.data.view_crops = 1
+  config.data.view_composites = 1
+  config.data.view_negatives = 0.25
+  config.data.view_cache_dir = str(cache_dir)
+  config.data.max_eval_pairs = 4
+  config.train.freeze_encoder = True
+  config.train.cache_features = True
+  return config
+
+
+def test_view_features_are_cached_on_disk(tmp_path):
+  root = write_folder_dataset(tmp_path / "data")
+  config = views_config(root, tmp_path / "cache")
+  model = train_lib.models.build(config.model)
+  variables = jax.tree.map(np.asarray, train_lib.create_state(
+      config, model, jax.random.key(0)).params)
+  dataset = folders.scan(root)
+  view_config = views.ViewConfig(size=64, crops=1, composites=1)
+  built, features = feature_cache.view_features(dataset, view_config, model,
+                                                {"params": variables}, config.data.view_cache_dir)
+  files = sorted((tmp_path / "cache").iterdir())
+  assert len(files) == 1 and files[0].suffix == ".npz"
+  assert features.dtype == np.float16 and features.shape == (len(built.labels), 2, 2, 16)
+  direct = feature_cache.encode_images(model, {"params": variables}, built.images[:3])
+  np.testing.assert_array_equal(features[:3], direct)
+  read, cached = feature_cache.view_features(dataset, view_config, model, {"params": variables},
+                                             config.data.view_cache_dir)
+  assert read.images is None
+  np.testing.assert_array_equal(cached, features)
+  np.testing.assert_array_equal(read.labels, built.labels)
+  assert sorted((tmp_path / "cache").iterdir()) == files  # read, not rebuilt
+  other = views.ViewConfig(size=64, crops=0, composites=1)
+  feature_cache.view_features(dataset, other, model, {"params": variables},
+                              config.data.view_cache_dir)
+  assert len(list((tmp_path / "cache").iterdir())) == 2  # other views: another cache
+
+
+def test_training_on_views_trains_the_decoder_only(tmp_path):
+  root = write_folder_dataset(tmp_path / "data")
+  config = views_config(root, tmp_path / "cache")
+  initial = train_lib.create_state(config, train_lib.models.build(config.model),
+                                   jax.random.key(config.seed)).params
+  state = train_lib.train_and_evaluate(config, str(tmp_path / "run"))
+  params = jax.tree.map(np.asarray, state.params)
+  jax.tree.map(np.testing.assert_array_equal, params["encoder"], jax.device_get(initial["encoder"]))
+  assert np.abs(params["decoder"]["conv_0"]["kernel"]
+                - np.asarray(initial["decoder"]["conv_0"]["kernel"])).max() > 0
+  assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_views_need_a_cached_frozen_encoder(tmp_path):
+  config = views_config(tmp_path, tmp_path / "cache")
+  config.train.cache_features = False
+  with pytest.raises(ValueError, match="data.views"):
+    train_lib.validate_config(config)
