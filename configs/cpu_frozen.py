@@ -31,7 +31,7 @@ def get_config():
   config.batch_size = 8
   config.model.attention = "fca"  # the paper's best on unseen objects (§4.3)
   config.model.dropout_rate = 0.2
-  config.model.dtype = "bfloat16"  # params, optimizer state and statistics stay float32
+  config.model.dtype = "float32"
   config.init.vgg16_weights = ""  # set: a torchvision VGG16 .pth or ported .npz
   config.data.dataset = "folder"
   config.data.root = ""  # set: e.g. ../shared/data/pascal_voc10_coseg

@@ -95,40 +95,60 @@ def default_cache_dir():
   return os.path.join(base, "coseg_jax", "views")
 
 
-def view_features(dataset, view_config, model, variables, cache_dir=""):
-  """(``views.Views``, float16 features [V, h, w, C]) of a folder dataset's views (the
-  views' ``images`` are not kept: None when read from the cache).
-
-  Rendered and encoded once, then read from ``<cache_dir>/views-<key>.npz``; the key
-  covers the files (path, size, mtime), the view settings, the encoder and its weights
-  (not the attention or decoder: their ablations share one cache), so any change of what
-  the features depend on builds a new cache. Written atomically (a killed build leaves
-  no partial cache).
-  """
+def view_cache_path(dataset, what, model, variables, cache_dir=""):
+  """``<cache_dir>/views-<key>.npz``: the key covers the files (path, size, mtime),
+  ``what`` is rendered (any JSON-able description), the encoder and its weights."""
   files = [(str(p.absolute()), p.stat().st_size, p.stat().st_mtime_ns)
            for g in dataset.groups for p in (*g.images, *g.masks)]
   encoder = jax.tree.leaves(variables["params"]["encoder"])
   encoder_config = (model.encoder_widths, model.encoder_convs, model.encoder_batch_norm)
-  key = _digest(files, dataclasses.asdict(view_config), encoder_config,
-                *(np.asarray(x).tobytes() for x in encoder))
-  cache_dir = cache_dir or default_cache_dir()
-  path = os.path.join(cache_dir, f"views-{key}.npz")
+  key = _digest(files, what, encoder_config, *(np.asarray(x).tobytes() for x in encoder))
+  return os.path.join(cache_dir or default_cache_dir(), f"views-{key}.npz")
+
+
+def _cached_views(path, render, model, variables):
+  """(Views, float16 features) read from ``path``, or rendered, encoded and written there."""
   if os.path.isfile(path):
     with np.load(path) as saved:
       arrays = {k: saved[k] for k in saved.files}
     features = arrays.pop("features")
     return views.Views(images=None, **arrays), features
-  groups = [folders.load_group(g) for g in dataset.groups]
-  rendered = views.render(groups, view_config)
+  rendered = render()
   # Encoded in float32 whatever the model's compute dtype: on the CPU, XLA's bfloat16
   # convolutions are slower than its float32 ones.
   features = encode_images(model.clone(dtype=jnp.float32), variables, rendered.images,
                            desc="encode views")
-  os.makedirs(cache_dir, exist_ok=True)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
   partial = f"{path}.{os.getpid()}.tmp.npz"
   np.savez(partial, features=features, **{k: getattr(rendered, k) for k in VIEW_FIELDS})
   os.replace(partial, path)
   return rendered, features
+
+
+def view_features(dataset, view_config, model, variables, cache_dir="", copastes=0):
+  """(``views.Views``, float16 features [V, h, w, C]) of a folder dataset's views and
+  ``copastes`` shared pastes (``views.render_copastes``).
+
+  Rendered and encoded once, then read from ``<cache_dir>/views-<key>.npz`` (one file
+  for the views, one for the shared pastes; ``view_cache_path``): the key covers what
+  the features depend on (not the attention or decoder, so their ablations share one
+  cache). Written atomically: a killed build leaves no partial cache. The views'
+  ``images`` are not kept (None when read from the cache).
+  """
+  loaded = []
+  def groups():
+    return [folders.load_group(g) for g in dataset.groups]
+  parts = [(dataclasses.asdict(view_config), lambda: views.render(groups(), view_config))]
+  if copastes:
+    what = {"copastes": copastes, "size": view_config.size, "seed": view_config.seed}
+    parts.append((what, lambda: views.render_copastes(groups(), view_config, copastes)))
+  for what, render in parts:
+    path = view_cache_path(dataset, what, model, variables, cache_dir)
+    loaded.append(_cached_views(path, render, model, variables))
+  if len(loaded) == 1:
+    return loaded[0]
+  return (views.concat(*(v for v, _ in loaded)),
+          np.concatenate([f for _, f in loaded]))
 
 
 VIEW_FIELDS = ("labels", "source", "own", "pasted")  # cached with the features (not the images)

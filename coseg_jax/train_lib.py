@@ -261,9 +261,11 @@ def build_view_pairs(config, model, variables):
   dataset = pipeline.folder_dataset(data)
   view_config = views.ViewConfig.from_data_config(data, config.seed)
   rendered, features = feature_cache.view_features(dataset, view_config, model, variables,
-                                                   data.view_cache_dir)
+                                                   data.view_cache_dir, data.view_copastes)
   return views.PairSampler(rendered, features, batch_size=config.batch_size, seed=config.seed,
-                           negatives=data.view_negatives, shard_index=jax.process_index(),
+                           negatives=data.view_negatives, permute=data.view_permute,
+                           shared=data.view_shared,
+                           shard_index=jax.process_index(),
                            shard_count=jax.process_count())
 
 
