@@ -268,9 +268,12 @@ def resolve_modes(dataset, modes=None):
 
 
 def dataset_name(data_config):
-  """The dataset's name in reports: a folder dataset's folder name, else the dataset kind."""
+  """The dataset's name in reports: a folder dataset's folder name, a TFDS dataset's name
+  ("voc2012_coseg_512"), else the dataset kind."""
   if data_config.dataset == "folder":
     return pathlib.Path(data_config.root).expanduser().absolute().name
+  if data_config.dataset == "tfds":
+    return data_config.tfds_name.replace("/", "_")
   return data_config.dataset
 
 
@@ -280,7 +283,7 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   config, model, variables = load_run(checkpoint=found.path, workdir=found.run_dir,
                                       config=config)
   data_config = pipeline.resolve_config(config.data)
-  modes = resolve_modes(data_config.dataset, modes)
+  modes = resolve_modes(pipeline.dataset_kind(data_config), modes)
   results = {}
   pair_modes = [m for m in modes if m in PAIR_MODES]
   if pair_modes:
