@@ -3,6 +3,7 @@
 import sys
 
 import numpy as np
+from PIL import Image
 import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets", reason="the [tfds] extra is not installed")
@@ -96,7 +97,6 @@ def test_missing_dataset_is_one_clear_error(tmp_path):
 
 
 def _folder_group(root, group, sizes):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(len(group))
   for n, (height, width) in enumerate(sizes):
     (root / "images" / group).mkdir(parents=True, exist_ok=True)
@@ -134,22 +134,54 @@ def test_mock_data_feeds_the_pipeline(tmp_path):
       assert batch["image_a"].shape == (2, SIZE, SIZE, 3) and batch["image_a"].dtype == np.float32
 
 
-def test_folder_builder_keeps_full_size_masks(tmp_path):
-  _folder_group(tmp_path / "data", "g1", [(20, 30), (31, 17), (64, 64)])
-  _folder_group(tmp_path / "data", "g2", [(40, 24), (24, 40)])
-  name = tfds_coseg.build("coseg_folder", tmp_path / "data", tmp_path / "tfds", size=32,
-                          name="mine")
-  assert name == "coseg_folder/mine_32"
-  config = _config(name, tmp_path / "tfds", image_size=32)
-  reference = folders.FolderPairs.from_dataset(folders.scan(tmp_path / "data"))
-  _assert_sources_equal(pipeline.pair_source(config, "val"), reference, 32)
+@pytest.fixture(scope="module")
+def folder_built(tmp_path_factory):
+  root = tmp_path_factory.mktemp("folder")
+  _folder_group(root / "data", "g1", [(20, 30), (31, 17), (70, 64)])
+  _folder_group(root / "data", "g2", [(40, 24), (24, 40)])
+  name = tfds_coseg.build("coseg_folder", root / "data", root / "tfds", size=SIZE, name="mine")
+  return root / "data", root / "tfds", name
+
+
+def test_folder_builder_keeps_full_size_masks(folder_built):
+  data, data_dir, name = folder_built
+  assert name == f"coseg_folder/mine_{SIZE}"
+  config = _config(name, data_dir)
+  reference = folders.FolderPairs.from_dataset(folders.scan(data))
+  _assert_sources_equal(pipeline.pair_source(config, "val"), reference, SIZE)
   ours = list(pipeline.iterate_groups(config))
-  expected = [folders.load_group(g) for g in folders.scan(tmp_path / "data").groups]
+  expected = [folders.load_group(g) for g in folders.scan(data).groups]
   assert [g["name"] for g in ours] == ["g1", "g2"]
   for got, want in zip(ours, expected):
     assert got["files"] == want["files"]
     for mask, full in zip(got["masks"], want["masks"]):
       np.testing.assert_array_equal(mask, full)
+  assert pipeline.dataset_kind(config) == "folder"
+  assert "tensorflow" not in sys.modules
+
+
+def test_eval_of_a_tfds_folder_equals_the_folder_and_saves_maps(folder_built, tmp_path):
+  """evaluate.run on the built dataset: the folder reader's tables, maps at the files' size."""
+  import test_evaluate  # pylint: disable=g-import-not-at-top
+  from coseg_jax import evaluate  # pylint: disable=g-import-not-at-top
+  pytest.importorskip("py_sod_metrics", reason="the [sod] extra is not installed")
+  data, data_dir, name = folder_built
+  config = test_evaluate.tiny_config(dataset="tfds", tfds_name=name, tfds_data_dir=str(data_dir))
+  test_evaluate.save_random_run(tmp_path / "run", config)
+  modes = ["group_mean", "center_box"]
+  ours = evaluate.run(workdir=tmp_path / "run", modes=None, threshold="adaptive",
+                      save_maps=tmp_path / "pred", method="rand")
+  assert ours["modes"] == list(evaluate.GROUP_MODES) and ours["threshold"] == "adaptive"
+  config.data.update(dataset="folder", root=str(data))
+  reference = evaluate.run(workdir=tmp_path / "run", config=config, modes=modes,
+                           threshold="adaptive")
+  for mode in modes:
+    assert ours["results"][mode]["classes"] == reference["results"][mode]["classes"]
+  maps = tmp_path / "pred" / "rand_group_mean" / "coseg_folder_mine_64"
+  assert ours["results"]["group_mean"]["sod"]["maps"] == str(maps)
+  assert np.asarray(Image.open(maps / "g1" / "1.png")).shape == (31, 17)
+  assert ours["results"]["center_box"]["sod"]["images"] == 5
+  assert "s_measure" in evaluate.format_report(ours)
 
 
 @pytest.fixture(scope="module")

@@ -61,8 +61,10 @@ class SizeConfig(tfds.core.BuilderConfig):
     self.size, self.layout, self.on_mismatch = int(size), layout, on_mismatch
 
 
-def _image_features(size):
-  return {"image": tfds.features.Tensor(shape=(size, size, 3), dtype=np.uint8)}
+def _array(*shape):
+  """A uint8 array feature stored as raw bytes (``Encoding.BYTES``): without it TFDS writes
+  one int64 per value, 17x slower to read back (measured at 512 x 512 x 3)."""
+  return tfds.features.Tensor(shape=shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES)
 
 
 class Voc2012Coseg(tfds.core.GeneratorBasedBuilder):
@@ -78,8 +80,8 @@ class Voc2012Coseg(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self, description=__doc__.splitlines()[0],
         features=tfds.features.FeaturesDict({
-            "id": tfds.features.Text(), **_image_features(size),
-            "labels": tfds.features.Tensor(shape=(size, size), dtype=np.uint8),
+            "id": tfds.features.Text(), "image": _array(size, size, 3),
+            "labels": _array(size, size),
             "classes": tfds.features.Tensor(shape=(len(voc.CLASS_NAMES),), dtype=np.bool_)}),
         metadata=tfds.core.MetadataDict(), disable_shuffling=True)
 
@@ -117,8 +119,8 @@ class CosegFolder(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self, description=__doc__.splitlines()[0],
         features=tfds.features.FeaturesDict({
-            "group": tfds.features.Text(), "file": tfds.features.Text(), **_image_features(size),
-            "mask": tfds.features.Tensor(shape=(size, size), dtype=np.uint8),
+            "group": tfds.features.Text(), "file": tfds.features.Text(),
+            "image": _array(size, size, 3), "mask": _array(size, size),
             "full_mask": tfds.features.Tensor(shape=(None, None), dtype=np.uint8,
                                               encoding=tfds.features.Encoding.ZLIB)}),
         metadata=tfds.core.MetadataDict(), disable_shuffling=True)
@@ -238,7 +240,7 @@ class TfdsPairs:
   """
   records: object
   pairs: np.ndarray
-  names_: tuple
+  image_names: tuple
   classes: tuple | None
 
   def __len__(self):
@@ -247,7 +249,7 @@ class TfdsPairs:
   def names(self, i):
     """The image names (VOC ids, or group/file) of pair ``i``."""
     a, b = self.pairs[i]
-    return self.names_[a], self.names_[b]
+    return self.image_names[a], self.image_names[b]
 
   def _side(self, position, shared):
     record = self.records[int(position)]
