@@ -185,9 +185,12 @@ class Stored:
   def kind(self):
     return self.metadata["kind"]
 
-  def split(self, split):
-    """The data source holding ``split`` (a folder dataset has one for every split)."""
-    return self.builder.as_data_source(split=FOLDER_SPLIT if self.kind == "folder" else split)
+  def split(self, split, skip=()):
+    """The data source holding ``split`` (a folder dataset has one for every split);
+    the features in ``skip`` are left undecoded."""
+    return self.builder.as_data_source(
+        split=FOLDER_SPLIT if self.kind == "folder" else split,
+        decoders={name: tfds.decode.SkipDecoding() for name in skip} or None)
 
 
 def load(name, data_dir=""):
@@ -270,7 +273,7 @@ class TfdsPairs:
 def pair_source(config, split):
   """``TfdsPairs`` of ``split`` for a resolved ``config.data`` with dataset "tfds"."""
   stored = load(config.tfds_name, config.tfds_data_dir)
-  records = stored.split(split)
+  records = stored.split(split, skip=() if stored.kind == "voc" else ("full_mask",))
   if stored.kind == "voc":
     if stored.metadata["split_seed"] != config.voc_split_seed:
       raise ValueError(f"config.data.voc_split_seed={config.voc_split_seed}: {stored.name} was "
