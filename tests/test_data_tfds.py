@@ -222,3 +222,30 @@ def test_real_groups_equal_the_folder_reader(real_built):
     np.testing.assert_array_equal(group["inputs"], want["inputs"])
     for mask, full in zip(group["masks"], want["masks"]):
       np.testing.assert_array_equal(mask, full)
+
+
+@pytest.mark.slow
+def test_trains_and_evaluates_from_the_voc_dataset(voc_built, tmp_path):
+  """train.py's loop on dataset=tfds: trains, evaluates the val split, writes a checkpoint."""
+  import test_evaluate  # pylint: disable=g-import-not-at-top
+  from coseg_jax import evaluate, train_lib  # pylint: disable=g-import-not-at-top
+  _, data_dir, name = voc_built
+  config = test_evaluate.tiny_config(dataset="tfds", tfds_name=name, tfds_data_dir=str(data_dir))
+  train_lib.train_and_evaluate(config, str(tmp_path / "run"))
+  report = evaluate.run(workdir=tmp_path / "run")
+  assert report["dataset"] == f"voc2012_coseg_{SIZE}" and report["modes"] == list(
+      evaluate.PAIR_MODES)
+  expected = 2 * len(voc.load_pairs(voc_built[0], "test"))
+  assert report["results"]["pairs"]["images"] == expected
+
+
+def test_build_errors_name_the_folder(tmp_path):
+  (tmp_path / "empty").mkdir()
+  for folder in ("missing", "empty"):
+    with pytest.raises(FileNotFoundError, match=f"manual_dir .*{folder} is not a folder or is empty"):
+      tfds_coseg.build("voc2012_coseg", tmp_path / folder, tmp_path / "tfds", size=SIZE)
+  (tmp_path / "VOC2012" / "JPEGImages").mkdir(parents=True)
+  with pytest.raises(FileNotFoundError, match="missing .*SegmentationClass"):
+    tfds_coseg.build("voc2012_coseg", tmp_path, tmp_path / "tfds", size=SIZE)
+  with pytest.raises(ValueError, match="needs a name"):
+    tfds_coseg.build("coseg_folder", tmp_path, tmp_path / "tfds", size=SIZE)

@@ -157,6 +157,10 @@ def folder_config(name, size, layout="auto", on_mismatch="error"):
 
 def build(dataset, manual_dir, data_dir, *, size, name="", layout="auto", on_mismatch="error"):
   """Builds ``voc2012_coseg/<size>`` or ``coseg_folder/<name>_<size>`` -> its TFDS name."""
+  folder = pathlib.Path(manual_dir).expanduser()
+  if not folder.is_dir() or not any(folder.iterdir()):
+    raise images.MissingDataError(f"manual_dir {manual_dir} is not a folder or is empty: give "
+                                  "the VOCdevkit or the benchmark folder to build from")
   if dataset == "voc2012_coseg":
     config = (str(size) if size in SIZES
               else SizeConfig(name=str(size), size=size, description=f"{size}x{size}"))
@@ -169,7 +173,8 @@ def build(dataset, manual_dir, data_dir, *, size, name="", layout="auto", on_mis
   else:
     raise ValueError(f"unknown TFDS dataset {dataset!r}; expected voc2012_coseg or coseg_folder")
   builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+      download_config=tfds.download.DownloadConfig(
+          manual_dir=str(folder)))
   return f"{builder.name}/{builder.builder_config.name}"
 
 
