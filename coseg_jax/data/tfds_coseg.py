@@ -173,8 +173,7 @@ def build(dataset, manual_dir, data_dir, *, size, name="", layout="auto", on_mis
   else:
     raise ValueError(f"unknown TFDS dataset {dataset!r}; expected voc2012_coseg or coseg_folder")
   builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(
-          manual_dir=str(folder)))
+      download_config=tfds.download.DownloadConfig(manual_dir=str(folder)))
   return f"{builder.name}/{builder.builder_config.name}"
 
 
@@ -212,10 +211,6 @@ def load(name, data_dir=""):
         "build it with python -m coseg_jax.data.tfds_coseg (see docs/data.md)") from e
   metadata = dict(builder.info.metadata)
   return Stored(name, metadata, builder)
-
-
-def _text(value):
-  return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def voc_pairs(stored, split, pairs_file=None):
