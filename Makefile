@@ -7,7 +7,10 @@ PY := $(VENV)/bin/python
 # torch is an optional extra used for porting weights and parity tests; 2.13.0 is the CPU build
 # these machines carry. `make test TORCH=` installs without it (parity tests then skip).
 TORCH ?= torch==2.13.0
-EXTRAS ?= $(if $(TORCH),test$(comma)torch,test)
+# tfds, sod: the TFDS builders and the co-saliency metrics (their tests skip without them);
+# `make test EXTRAS_DATA=` leaves them out (pysodmetrics 1.6.2 pins numpy<2.3.5).
+EXTRAS_DATA ?= tfds,sod
+EXTRAS ?= test$(if $(TORCH),$(comma)torch)$(if $(EXTRAS_DATA),$(comma)$(EXTRAS_DATA))
 comma := ,
 
 $(VENV)/.installed: pyproject.toml

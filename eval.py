@@ -7,6 +7,10 @@ r"""Evaluates a trained CoSegNet: the paper's per-class tables, printed and save
 
 Modes (default by dataset): pairs, pairs_all_foreground (voc, synthetic); pairwise,
 group_mean, group_min, all_foreground, center_box (folder, synthetic). See docs/evaluation.md.
+
+  python eval.py --workdir runs/csa --config configs/csa.py --config.data.dataset=folder \
+      --config.data.root=/data/iCoseg --modes=group_mean --save_maps pred --method csa \
+      --threshold=adaptive       # maps in pred/csa/iCoseg/<group>/<image>.png + S/E/F/MAE
 """
 
 from absl import app, flags
@@ -25,6 +29,23 @@ flags.DEFINE_list("modes", None, f"Some of {', '.join(evaluate.MODES)}; default 
 flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Split of the pairs / groups.")
 flags.DEFINE_integer("chunk_size", 8, "Images (or pairs) per compiled call in the group modes.")
 flags.DEFINE_string("out", None, "JSON report path; default <workdir>/eval_<dataset>_<split>.json.")
+flags.DEFINE_string("threshold", "0.5", "Group modes: binarise maps at this value, or "
+                    "'adaptive' (min(mean + std, 0.8) per image, as SSNM / UFO).")
+flags.DEFINE_string("save_maps", None, "Group modes: write 8-bit foreground maps to "
+                    "DIR/<method>/<dataset>/<group>/<image>.png and score them (S/E/F-measure, "
+                    "MAE; needs the [sod] extra).")
+flags.DEFINE_string("method", "coseg_jax", "The <method> folder name of --save_maps (with "
+                    "several modes: <method>_<mode>).")
+
+flags.register_validator("threshold", lambda v: v == "adaptive" or _is_fraction(v),
+                         "--threshold: expected 'adaptive' or a number in (0, 1)")
+
+
+def _is_fraction(value):
+  try:
+    return 0 < float(value) < 1
+  except ValueError:
+    return False
 
 
 def main(argv):
@@ -34,7 +55,9 @@ def main(argv):
   if not (FLAGS.workdir or FLAGS.checkpoint):
     raise app.UsageError("give --workdir or --checkpoint")
   report = evaluate.run(config=FLAGS.config, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint,
-                        modes=FLAGS.modes, split=FLAGS.split, chunk_size=FLAGS.chunk_size)
+                        modes=FLAGS.modes, split=FLAGS.split, chunk_size=FLAGS.chunk_size,
+                        threshold=FLAGS.threshold, save_maps=FLAGS.save_maps,
+                        method=FLAGS.method)
   print(evaluate.format_report(report))
   print(f"wrote {evaluate.write_report(report, FLAGS.out or evaluate.default_out_path(report))}")
 

@@ -2,11 +2,15 @@
 
   python bench/bench_loader.py                          # 224x224, synthetic + real folder set
   python bench/bench_loader.py --threads 1,2 --batches 10 --train-step
+  python bench/bench_loader.py --image-size 512 --datasets folder,tfds   # JPEG vs array_record
 
 For each dataset and thread count: pairs/s and ms per batch of the "train" iterator
 (resize, flip, normalise, batch, prefetch), after a warm-up. The real folder set is
 ``pascal_voc10_coseg`` from ``$COSEG_DATA_DIR`` or ``../shared/data`` (skipped when
-absent). ``--train-step`` also times the project's jitted train step on one batch of
+absent). "tfds" is the same folder built once as a TFDS array_record dataset at the
+image size (``coseg_jax.data.tfds_coseg``, into ``--tfds-data-dir``; needs the [tfds]
+extra), so it reads stored S x S arrays instead of decoding and resizing JPEG + PNG files.
+``--train-step`` also times the project's jitted train step on one batch of
 the paper's VGG16 model, to compare the rate the loader delivers with the rate a step
 consumes. Results go to a JSON file.
 """
@@ -31,6 +35,13 @@ def folder_root():
   data = pathlib.Path(os.environ.get("COSEG_DATA_DIR", REPO.parent / "shared" / "data"))
   root = data / "pascal_voc10_coseg"
   return root if root.is_dir() else None
+
+
+def tfds_settings(root, image_size, data_dir):
+  """config.data of ``root`` built as a TFDS dataset at ``image_size`` (built once, reused)."""
+  from coseg_jax.data import tfds_coseg  # pylint: disable=g-import-not-at-top
+  name = tfds_coseg.build("coseg_folder", root, data_dir, size=image_size, name=root.name)
+  return {"dataset": "tfds", "tfds_name": name, "tfds_data_dir": data_dir}
 
 
 def measure(config, batch_size, batches, warmup):
@@ -74,7 +85,10 @@ def main(argv=None):
   parser.add_argument("--warmup", type=int, default=3, help="untimed batches first")
   parser.add_argument("--threads", default="1,2,4", help="num_threads values to try")
   parser.add_argument("--prefetch", type=int, default=4)
-  parser.add_argument("--datasets", default="synthetic,folder")
+  parser.add_argument("--datasets", default="synthetic,folder", help="some of synthetic, "
+                      "folder, tfds")
+  parser.add_argument("--tfds-data-dir", default="/tmp/coseg_jax_tfds",
+                      help="where the tfds dataset is built (once per image size)")
   parser.add_argument("--train-step", action="store_true",
                       help="also time one VGG16 train step on 4 pairs (slow on CPU)")
   parser.add_argument("--out", default="bench/results/loader.json")
@@ -84,6 +98,8 @@ def main(argv=None):
   root = folder_root()
   if root is not None:
     settings["folder"] = {"dataset": "folder", "root": str(root)}
+    if "tfds" in args.datasets.split(","):
+      settings["tfds"] = tfds_settings(root, args.image_size, args.tfds_data_dir)
   rows = []
   for name in args.datasets.split(","):
     if name not in settings:
@@ -95,10 +111,11 @@ def main(argv=None):
       pairs_per_s, ms = measure(config, args.batch_size, args.batches, args.warmup)
       rows.append({"dataset": name, "image_size": args.image_size, "batch": args.batch_size,
                    "threads": threads, "prefetch": args.prefetch, "pairs/s": pairs_per_s,
-                   "ms/batch": ms})
+                   "images/s": 2 * pairs_per_s, "ms/batch": ms})
   print_table(rows, ["dataset", "image_size", "batch", "threads", "prefetch", "pairs/s",
-                     "ms/batch"])
-  payload = {"loader": rows, "cpu_cores_available": len(os.sched_getaffinity(0))}
+                     "images/s", "ms/batch"])
+  payload = {"loader": rows, "cpu_cores_available": len(os.sched_getaffinity(0)),
+             "load_average": os.getloadavg()}
   if args.train_step:
     seconds = train_step_seconds(args.image_size, 4)
     payload["train_step"] = {"pairs": 4, "image_size": args.image_size, "seconds": seconds,

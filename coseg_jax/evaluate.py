@@ -20,7 +20,10 @@ Modes (``MODES``):
 The group modes score every image at its ORIGINAL resolution: the S x S probability map
 is resized back to the image's H x W (bilinear), thresholded at 0.5 and compared with the
 full-size ground-truth mask. Per-image Jaccard and precision are averaged within each
-group (class), then over the groups (the tables' "Average" row).
+group (class), then over the groups (the tables' "Average" row). ``threshold="adaptive"``
+binarises each map at min(mean + std, 0.8) instead (SSNM / UFO), and ``save_maps`` writes
+the maps as 8-bit PNGs in the eval-co-sod layout, scored with S-, E-, F-measure and MAE
+(``coseg_jax.sod_metrics``).
 """
 
 import dataclasses
@@ -35,7 +38,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from coseg_jax import group, metrics, models, train_lib, weights
+from coseg_jax import group, metrics, models, sod_metrics, train_lib, weights
 from coseg_jax.data import pipeline
 from coseg_jax.models.coseg import STRIDE
 
@@ -163,13 +166,15 @@ def to_original_size(probs, size):
   return np.asarray(Image.fromarray(probs).resize((width, height), Image.Resampling.BILINEAR))
 
 
-def original_size_counts(probs, masks):
+def original_size_counts(probs, masks, threshold=THRESHOLD):
   """Metric counts of S x S probabilities [N, S, S] against N full-size bool masks.
 
-  Each map is resized to its mask's size (bilinear) and thresholded at 0.5.
+  Each map is resized to its mask's size (bilinear) and thresholded at ``threshold``
+  (0.5, or "adaptive": ``sod_metrics.adaptive_threshold`` of each resized map).
   """
   return metrics.concat([
-      metrics.counts(to_original_size(p, m.shape)[None] > THRESHOLD, m[None].astype(np.uint8))
+      metrics.counts(sod_metrics.binarize(to_original_size(p, m.shape), threshold)[None],
+                     m[None].astype(np.uint8))
       for p, m in zip(probs, masks)])
 
 
@@ -197,8 +202,11 @@ def center_box(inputs):
   return probs
 
 
-def evaluate_groups(groups, segmenters):
+def evaluate_groups(groups, segmenters, threshold=THRESHOLD, map_writer=None):
   """Per-class table of every mode over ``groups`` (dicts of ``pipeline.iterate_groups``).
+
+  ``threshold``: see ``original_size_counts``. ``map_writer(mode, group, maps)``, if
+  given, receives each group's maps at the original size (``sod_metrics.MapWriter``).
 
   Returns {mode: {"classes": {group: {"jaccard", "precision", "images"}}, "average":
   {"jaccard", "precision"}, "seconds": wall time of the mode's segmentation}}.
@@ -218,7 +226,9 @@ def evaluate_groups(groups, segmenters):
       except ValueError as e:
         raise ValueError(f"mode {mode}, group {g['name']}: {e}") from e
       seconds[mode] += time.perf_counter() - start
-      collected[mode].append(original_size_counts(probs, g["masks"]))
+      collected[mode].append(original_size_counts(probs, g["masks"], threshold))
+      if map_writer is not None:
+        map_writer(mode, g, [to_original_size(p, m.shape) for p, m in zip(probs, g["masks"])])
   if not names:
     raise ValueError("no groups to evaluate")
   results = {}
@@ -268,19 +278,54 @@ def resolve_modes(dataset, modes=None):
 
 
 def dataset_name(data_config):
-  """The dataset's name in reports: a folder dataset's folder name, else the dataset kind."""
+  """The dataset's name in reports: a folder dataset's folder name, a TFDS dataset's name
+  ("voc2012_coseg_512"), else the dataset kind."""
   if data_config.dataset == "folder":
     return pathlib.Path(data_config.root).expanduser().absolute().name
+  if data_config.dataset == "tfds":
+    return data_config.tfds_name.replace("/", "_")
   return data_config.dataset
 
 
-def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test", chunk_size=8):
-  """Evaluates a checkpoint in ``modes`` -> the report (see ``write_report``)."""
+def parse_threshold(value):
+  """``--threshold``: "adaptive" or a number in (0, 1) -> "adaptive" or float."""
+  if value == "adaptive":
+    return value
+  try:
+    threshold = float(value)
+  except (TypeError, ValueError):
+    threshold = None
+  if threshold is None or not 0 < threshold < 1:
+    raise ValueError(f"threshold={value!r}: expected 'adaptive' or a number in (0, 1)")
+  return threshold
+
+
+def map_writer(save_maps, method, data_config, modes):
+  """A ``sod_metrics.MapWriter`` for the group ``modes``, or None when ``save_maps`` is empty."""
+  if not save_maps:
+    return None
+  group_modes = [m for m in modes if m in GROUP_MODES]
+  if not group_modes:
+    raise ValueError(f"save_maps={save_maps!r}: maps come from the group modes "
+                     f"{list(GROUP_MODES)}, and none of {modes} is one")
+  return sod_metrics.MapWriter(save_maps, method, dataset_name(data_config), group_modes)
+
+
+def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test", chunk_size=8,
+        threshold=THRESHOLD, save_maps=None, method="coseg_jax"):
+  """Evaluates a checkpoint in ``modes`` -> the report (see ``write_report``).
+
+  ``threshold`` binarises the group modes' maps (0.5, or "adaptive"); with ``save_maps``
+  their maps are written under ``<save_maps>/<method>/<dataset>/`` and scored with the
+  co-saliency metrics (``sod_metrics``), reported under each mode's "sod".
+  """
+  threshold = parse_threshold(threshold)
   found = find_checkpoint(workdir, checkpoint)
   config, model, variables = load_run(checkpoint=found.path, workdir=found.run_dir,
                                       config=config)
   data_config = pipeline.resolve_config(config.data)
-  modes = resolve_modes(data_config.dataset, modes)
+  modes = resolve_modes(pipeline.dataset_kind(data_config), modes)
+  writer = map_writer(save_maps, method, data_config, modes)
   results = {}
   pair_modes = [m for m in modes if m in PAIR_MODES]
   if pair_modes:
@@ -289,9 +334,12 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   group_modes = {m: segmenters[m] for m in modes if m in GROUP_MODES}
   if group_modes:
     results.update(evaluate_groups(pipeline.iterate_groups(data_config, split=split),
-                                   group_modes))
+                                   group_modes, threshold, writer))
+  for mode, scores in (writer.results() if writer else {}).items():
+    results[mode]["sod"] = scores
   return {"dataset": dataset_name(data_config), "split": split, "checkpoint": str(found.path),
           "step": found.step, "run_dir": str(found.run_dir), "modes": modes,
+          "threshold": threshold,
           "results": {m: results[m] for m in modes}, "config": config.to_dict()}
 
 
@@ -321,6 +369,20 @@ def _percent(value):
   return f"{100 * value:.2f}"
 
 
+SOD_COLUMNS = ("s_measure", "e_max", "e_mean", "e_adaptive", "f_max", "f_mean", "f_adaptive",
+               "mae")
+
+
+def sod_table(results, modes):
+  """Text lines of the co-saliency metrics of ``modes`` that have them ([] if none)."""
+  scored = [m for m in modes if "sod" in results[m]]
+  if not scored:
+    return []
+  rows = [[m] + [f"{results[m]['sod'][c]:.4f}" for c in SOD_COLUMNS] for m in scored]
+  return ["", "Co-saliency metrics of the saved 8-bit maps (sod_metrics, per image then "
+          "over all images):", _text_table(["mode", *SOD_COLUMNS], rows)]
+
+
 def format_report(report):
   """The report as text: a pair-mode table and per-class Jaccard / precision tables."""
   results = report["results"]
@@ -340,8 +402,10 @@ def format_report(report):
       rows = [[c] + [_percent(results[m]["classes"][c][key]) for m in group_modes]
               for c in classes]
       rows.append(["Average"] + [_percent(results[m]["average"][key]) for m in group_modes])
-      lines += ["", f"{title} (%) at the original resolution, per image then per class:",
+      lines += ["", f"{title} (%) at the original resolution, threshold "
+                f"{report.get('threshold', THRESHOLD)}, per image then per class:",
                 _text_table(["class"] + group_modes, rows)]
     lines += ["", _text_table(["", *group_modes], [["seconds"] + [
         f"{results[m]['seconds']:.1f}" for m in group_modes]])]
+    lines += sod_table(results, group_modes)
   return "\n".join(lines)

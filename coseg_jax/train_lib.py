@@ -55,8 +55,7 @@ def validate_config(config):
   checks = [
       ("model.attention", config.model.attention in ATTENTIONS, sorted(ATTENTIONS)),
       ("model.dtype", config.model.dtype in models.DTYPES, sorted(models.DTYPES)),
-      ("data.dataset", config.data.dataset in ("voc", "folder", "synthetic"),
-       "voc | folder | synthetic"),
+      ("data.dataset", config.data.dataset in pipeline.DATASETS, " | ".join(pipeline.DATASETS)),
       ("data.image_size", config.data.image_size > 0 and config.data.image_size % 32 == 0,
        "a positive multiple of 32"),
       ("batch_size", config.batch_size > 0, "a positive integer"),

@@ -41,7 +41,7 @@ from coseg_jax.data import synthetic
 from coseg_jax.data import voc
 from coseg_jax.preprocessing import preprocess
 
-DATASETS = ("synthetic", "voc", "folder")
+DATASETS = ("synthetic", "voc", "folder", "tfds")
 SPLITS = ("train", "val", "test")
 IGNORE = 255
 
@@ -49,7 +49,7 @@ IGNORE = 255
 def default_config():
   """Every ``config.data`` key with its default value."""
   config = ml_collections.ConfigDict()
-  config.dataset = "synthetic"  # "synthetic" | "voc" | "folder"
+  config.dataset = "synthetic"  # "synthetic" | "voc" | "folder" | "tfds"
   config.root = ""  # voc: VOCdevkit or VOC2012 folder; folder: the dataset folder
   config.groups = ""  # folder: group names to use (comma-separated or list); "" = all
   config.layout = "auto"  # folder: "auto" | "separate" | "groundtruth" | "plain"
@@ -62,6 +62,8 @@ def default_config():
   config.voc_split_seed = 0  # voc: seed of the 724/725 val/test split of VOC2012 val
   config.voc_pairs_dir = ""  # voc: read pairs from <dir>/<split>.txt; "" = all sharing pairs
   config.voc_index_file = ""  # voc: JSON cache of per-image class sets; "" = no cache
+  config.tfds_name = ""  # tfds: a built dataset, e.g. "voc2012_coseg/512" (tfds_coseg.py)
+  config.tfds_data_dir = ""  # tfds: its TFDS data dir; "" = ~/tensorflow_datasets
   config.num_categories = 6  # synthetic: object categories K (2..10)
   config.num_train_pairs = 100_000  # synthetic: distinct train pairs (then repeated)
   config.num_pairs = 512  # synthetic: pairs of the val and test splits
@@ -92,7 +94,10 @@ def resolve_config(data_config):
   config = ml_collections.ConfigDict({**defaults, **given})
   if config.dataset not in DATASETS:
     raise ValueError(f"config.data.dataset={config.dataset!r}: expected one of {DATASETS}")
-  if config.dataset != "synthetic" and not config.root:
+  if config.dataset == "tfds" and not config.tfds_name:
+    raise ValueError("config.data.tfds_name is empty: dataset 'tfds' needs a built dataset "
+                     "such as voc2012_coseg/512 (see docs/data.md)")
+  if config.dataset in ("voc", "folder") and not config.root:
     raise ValueError(f"config.data.root is empty: dataset {config.dataset!r} needs the folder "
                      "holding it (see docs/data.md)")
   if int(config.image_size) < 1:
@@ -107,6 +112,23 @@ def resolve_config(data_config):
 def _check_split(split):
   if split not in SPLITS:
     raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+
+
+def _tfds():
+  """``coseg_jax.data.tfds_coseg``; a one-line error when the [tfds] extra is missing."""
+  try:
+    from coseg_jax.data import tfds_coseg  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(f"config.data.dataset='tfds' needs the [tfds] extra (pip install "
+                      f"'coseg_jax[tfds]'): {e}") from e
+  return tfds_coseg
+
+
+def dataset_kind(data_config):
+  """"synthetic", "voc" or "folder": the data behind ``data_config`` (a "tfds" dataset
+  holds VOC pairs or folder groups)."""
+  config = resolve_config(data_config)
+  return _tfds().kind(config) if config.dataset == "tfds" else config.dataset
 
 
 def folder_dataset(config):
@@ -126,7 +148,8 @@ def pair_source(data_config, split):
 
   VOC uses its train / val / test splits; a folder dataset has one set of pairs
   (all unordered pairs within each group) for every split; the synthetic set has a
-  disjoint stream of pairs per split.
+  disjoint stream of pairs per split. A "tfds" dataset holds VOC or folder pairs,
+  stored at its build size (``tfds_coseg.TfdsPairs``).
   """
   _check_split(split)
   config = resolve_config(data_config)
@@ -135,6 +158,8 @@ def pair_source(data_config, split):
     count = config.num_pairs if evaluating else config.num_train_pairs
     return synthetic.SyntheticPairs(count, config.image_size, config.num_categories,
                                     config.synthetic_seed, split)
+  if config.dataset == "tfds":
+    return _tfds().pair_source(config, split)
   if config.dataset == "voc":
     pairs_file = f"{config.voc_pairs_dir}/{split}.txt" if config.voc_pairs_dir else None
     return voc.load_pairs(config.root, split, split_seed=config.voc_split_seed,
@@ -274,10 +299,14 @@ def iterate_groups(data_config, *, split="test"):
   the file's size), ``masks`` (bool [H, W] list, or None for a layout without masks),
   ``inputs`` (float32 [N, S, S, 3]: the images resized and normalised for the model).
   Synthetic groups (``num_groups`` of ``group_size`` images) depend on ``split``;
-  folder groups are the same for every split.
+  folder groups are the same for every split. A "tfds" folder dataset gives its stored
+  S x S ``images`` and its masks at the original size (``tfds_coseg.iterate_groups``).
   """
   _check_split(split)
   config = resolve_config(data_config)
+  if config.dataset == "tfds":
+    yield from _tfds().iterate_groups(config)
+    return
   if config.dataset == "voc":
     raise ValueError("iterate_groups: VOC 2012 has no groups; use dataset 'folder' or "
                      "'synthetic' (VOC pairs come from build())")

@@ -196,6 +196,15 @@ def cosegmentation_mask(labels, shared):
   return mask
 
 
+def read_example(root, image_id):
+  """(uint8 [H, W, 3] image, uint8 [H, W] labels) of ``image_id`` in the VOC2012 folder ``root``."""
+  image_path = root / "JPEGImages" / f"{image_id}.jpg"
+  label_path = root / "SegmentationClass" / f"{image_id}.png"
+  image, labels = images.read_image(image_path), read_labels(label_path)
+  images.check_sizes(image_path, image.shape[:2], label_path, labels.shape)
+  return image, labels
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class VOCPairs:
   """The co-segmentation pairs of one split, addressable by index.
@@ -221,10 +230,7 @@ class VOCPairs:
     shared = sorted(set(self.index[id_a]) & set(self.index[id_b]))
     sample = {"index": np.int32(i)}
     for side, image_id in (("a", id_a), ("b", id_b)):
-      image_path = self.root / "JPEGImages" / f"{image_id}.jpg"
-      label_path = self.root / "SegmentationClass" / f"{image_id}.png"
-      image, labels = images.read_image(image_path), read_labels(label_path)
-      images.check_sizes(image_path, image.shape[:2], label_path, labels.shape)
+      image, labels = read_example(self.root, image_id)
       sample[f"image_{side}"] = image
       sample[f"mask_{side}"] = cosegmentation_mask(labels, shared)
     return sample
