@@ -33,6 +33,7 @@ import pathlib
 import numpy as np
 from PIL import Image
 
+from coseg_jax import pictures
 from coseg_jax.data import folders
 from coseg_jax.data import images
 
@@ -52,11 +53,6 @@ def binarize(probs, threshold):
   if threshold == "adaptive":
     threshold = adaptive_threshold(probs)
   return np.asarray(probs) > float(threshold)
-
-
-def to_png(probs):
-  """P(foreground) in [0, 1] -> uint8 0..255 (rounded), the saved map."""
-  return np.round(np.clip(np.asarray(probs, np.float32), 0, 1) * PNG_MAX).astype(np.uint8)
 
 
 def map_path(root, method, dataset, group, file_name):
@@ -128,7 +124,7 @@ class MapWriter:
 
   def __call__(self, mode, group, maps):
     for file_name, probs, mask in zip(group["files"], maps, group["masks"]):
-      saved = to_png(probs)
+      saved = pictures.probability_image(probs)
       path = map_path(self.root, self.method_name(mode), self.dataset, group["name"], file_name)
       path.parent.mkdir(parents=True, exist_ok=True)
       Image.fromarray(saved).save(path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coseg_jax import evaluate, metrics, sod_metrics
+from coseg_jax import evaluate, metrics, pictures, sod_metrics
 
 pytest.importorskip("py_sod_metrics", reason="the [sod] extra (pysodmetrics) is not installed")
 
@@ -108,7 +108,7 @@ def test_maps_are_written_in_the_eval_co_sod_layout(tmp_path):
   assert sod["mae"] == pytest.approx(1 / 16) and sod["images"] == 2
   assert sod["maps"] == str(tmp_path / "pred" / "mine" / "msrc")
   assert results["fixed"]["average"]["jaccard"] == pytest.approx(4 / 5)
-  assert sod_metrics.to_png(np.array([0.0, 0.5, 1.0, 1.2]))[1:].tolist() == [128, 255, 255]
+  assert pictures.probability_image(np.array([0.0, 0.5, 1.0, 1.2]))[1:].tolist() == [128, 255, 255]
   two = sod_metrics.MapWriter(tmp_path, "m", "d", ["group_mean", "group_min"])
   assert two.method_name("group_min") == "m_group_min"
 
