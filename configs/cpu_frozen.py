@@ -48,6 +48,7 @@ def get_config():
   config.train.num_steps = 600
   config.train.learning_rate = 1e-3
   config.train.weight_decay = 5e-4
+  config.train.foreground_weight = 8.0  # ~ background/foreground pixel ratio of the targets
   config.train.log_every = 20
   config.train.eval_every = 0  # validate at the end only
   config.train.checkpoint_every = 200

@@ -35,6 +35,7 @@ def get_config():
   config.train = ml_collections.ConfigDict()
   config.train.num_steps = 100_000  # optimisation steps
   config.train.learning_rate = 1e-5  # Adam (§3.5)
+  config.train.foreground_weight = 1.0  # loss weight of foreground pixels (1 = the paper's)
   config.train.adam_eps = 1e-8  # Adam's epsilon (the torch and optax default)
   config.train.weight_decay = 5e-4  # L2 added to the gradient before Adam, as torch's Adam does
   config.train.freeze_encoder = False  # keep the VGG16 encoder fixed (no gradient, no update)

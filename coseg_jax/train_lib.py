@@ -61,6 +61,7 @@ def validate_config(config):
       ("batch_size", config.batch_size > 0, "a positive integer"),
       ("train.num_steps", config.train.num_steps > 0, "a positive integer"),
       ("train.learning_rate", config.train.learning_rate > 0, "a positive number"),
+      ("train.foreground_weight", config.train.foreground_weight > 0, "a positive number"),
       ("train.log_every", config.train.log_every > 0, "a positive integer"),
       ("train.checkpoint_every", config.train.checkpoint_every > 0, "a positive integer"),
   ]
@@ -112,7 +113,7 @@ def pixel_counts(logits, mask):
   return metrics.counts(logits.argmax(-1) == 1, mask, xp=jax.numpy)
 
 
-def train_step(state, batch, *, model, freeze_encoder):
+def train_step(state, batch, *, model, freeze_encoder, foreground_weight=1.0):
   """One Adam step on a batch of pairs: cross-entropy on both images (§3.5)."""
   dropout_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   frozen = {ENCODER: state.params[ENCODER]} if freeze_encoder else {}
@@ -130,7 +131,8 @@ def train_step(state, batch, *, model, freeze_encoder):
     (logits_a, logits_b), updates = model.apply(
         variables, *inputs, train=True, mutable=["batch_stats"], rngs={"dropout": dropout_rng},
         method=method)
-    loss = losses.pair_loss(logits_a, logits_b, batch["mask_a"], batch["mask_b"])
+    loss = losses.pair_loss(logits_a, logits_b, batch["mask_a"], batch["mask_b"],
+                            foreground_weight)
     return loss, (updates["batch_stats"], logits_a, logits_b)
 
   (loss, (batch_stats, logits_a, logits_b)), grads = jax.value_and_grad(
@@ -189,7 +191,8 @@ class Sharding:
 def compile_steps(model, config, sharding):
   """The jitted train and eval steps over ``sharding``'s mesh; the train state is donated."""
   train = jax.jit(
-      functools.partial(train_step, model=model, freeze_encoder=config.train.freeze_encoder),
+      functools.partial(train_step, model=model, freeze_encoder=config.train.freeze_encoder,
+                        foreground_weight=config.train.foreground_weight),
       in_shardings=(sharding.replicated, sharding.data),
       out_shardings=(sharding.replicated, sharding.replicated),
       donate_argnums=0)

@@ -60,3 +60,14 @@ def test_concat():
   c = metrics.counts(*masks())
   both = metrics.concat([c, c])
   assert both["union"].tolist() == [5, 0, 4, 5, 0, 4]
+
+
+def test_cross_entropy_ignores_void_and_weights_foreground():
+  from coseg_jax import losses  # pylint: disable=g-import-not-at-top
+  logits = np.zeros((1, 1, 3, 2), np.float32)
+  logits[0, 0, 0] = (0.0, 2.0)  # confident foreground
+  labels = np.array([[[1, 0, losses.IGNORE]]], np.uint8)
+  per_pixel = [np.log1p(np.exp(-2.0)), np.log(2.0)]  # pixel 0 (fg, sure), pixel 1 (bg, 50:50)
+  np.testing.assert_allclose(losses.cross_entropy(logits, labels), np.mean(per_pixel), rtol=1e-6)
+  np.testing.assert_allclose(losses.cross_entropy(logits, labels, foreground_weight=3.0),
+                             (3 * per_pixel[0] + per_pixel[1]) / 2, rtol=1e-6)
