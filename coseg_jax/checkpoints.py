@@ -28,13 +28,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from coseg_jax.errors import UserError
+
 ITEMS = ("state", "data")
 BEST_METRIC = "val_jaccard"
 RELEASED_SUFFIXES = (".npz", ".pkl", ".pth")
 SET_ASIDE = "unreadable_checkpoints"  # where training moves steps it could not restore
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
   """A checkpoint cannot be found, read or written; the message names the path."""
 
 

@@ -25,6 +25,7 @@ group (class), then over the groups (the tables' "Average" row).
 
 import functools
 import json
+import os
 import pathlib
 import time
 
@@ -300,6 +301,7 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
             "run_dir": str(found.run_dir), "modes": modes, "results": {},
             "config": config.to_dict()}
   out = out or default_out_path(report)
+  check_writable(out)
 
   def finished(mode, result):
     report["results"][mode] = result
@@ -321,6 +323,20 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
 def default_out_path(report):
   """``<run_dir>/eval_<dataset>_<split>.json``."""
   return str(pathlib.Path(report["run_dir"]) / f"eval_{report['dataset']}_{report['split']}.json")
+
+
+def check_writable(path):
+  """Raises, before any work, if a report cannot be written to ``path``."""
+  path = pathlib.Path(path)
+  if path.is_dir():
+    raise IsADirectoryError(f"cannot write the report to {path}: it is a folder (give a "
+                            ".json file path)")
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise OSError(f"cannot write the report to {path}: {e.strerror or e}") from e
+  if not os.access(path.parent, os.W_OK):
+    raise PermissionError(f"cannot write the report to {path}: {path.parent} is not writable")
 
 
 def write_report(report, path):

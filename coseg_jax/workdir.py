@@ -14,6 +14,7 @@ import os
 import socket
 
 import coseg_jax
+from coseg_jax.errors import UserError
 
 LOCK_FILE = "train.lock"
 CONFIG_FILE = "config.json"
@@ -26,7 +27,7 @@ SAFE_CHANGES = frozenset({
 })
 
 
-class WorkdirError(Exception):
+class WorkdirError(UserError):
   """The workdir cannot be used: locked, written with another config, or not writable."""
 
 
