@@ -15,8 +15,10 @@ file) is skipped with a warning naming it, and the newest intact one is used ins
 unless the step was named explicitly.
 """
 
+import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import pathlib
@@ -67,14 +69,18 @@ def save(checkpoints, step, state, data_state, val_jaccard=None):
   """Writes step ``step``; a failed write (full disk, no permission) -> ``CheckpointError``.
 
   Orbax writes into a temporary folder and renames it when complete, so the earlier
-  steps stay intact whatever happens to this one.
+  steps stay intact whatever happens to this one; the temporary folder of a failed
+  write is removed (it would hold the space a full disk lacks).
   """
   metrics = {} if val_jaccard is None else {BEST_METRIC: float(val_jaccard)}
   try:
-    checkpoints.save(step, metrics=metrics, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)))
-    checkpoints.wait_until_finished() if jax.default_backend() == "cpu" else None
-  except OSError as e:
+    with _quiet_orbax():  # its threads log every write error with a traceback
+      checkpoints.save(step, metrics=metrics, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)))
+  except (OSError, ValueError) as e:
+    if not _is_write_error(e):
+      raise
+    _remove_partial(checkpoints, step)
     raise CheckpointError(_write_error(checkpoints, step, e)) from e
 
 
@@ -82,16 +88,47 @@ def finish(checkpoints):
   """Waits for an asynchronous save; a failed write -> ``CheckpointError``."""
   try:
     checkpoints.wait_until_finished()
-  except OSError as e:
+  except (OSError, ValueError) as e:
+    if not _is_write_error(e):
+      raise
     raise CheckpointError(_write_error(checkpoints, None, e)) from e
 
 
+@contextlib.contextmanager
+def _quiet_orbax():
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
+# How TensorStore (under Orbax) reports an operating-system error: a ValueError whose
+# message carries the status and errno.
+STORAGE_ERRORS = ("os_error_code", "RESOURCE_EXHAUSTED", "PERMISSION_DENIED")
+# Operating-system reasons a message names rather than quoting TensorStore's long text.
+KNOWN_REASONS = ("No space left on device", "Disk quota exceeded", "Read-only file system",
+                 "Permission denied")
+
+
+def _is_write_error(error):
+  return isinstance(error, OSError) or any(s in str(error) for s in STORAGE_ERRORS)
+
+
+def _remove_partial(checkpoints, step):
+  for partial in pathlib.Path(str(checkpoints.directory)).glob(f"{step}.orbax-checkpoint-tmp*"):
+    shutil.rmtree(partial, ignore_errors=True)
+
+
 def _write_error(checkpoints, step, error):
-  kept = [s for s in checkpoints.all_steps() if s != step]
+  kept = sorted(s for s in checkpoints.all_steps() if s != step)
   kept = f"steps {kept} are intact" if kept else "no earlier checkpoint exists"
   what = f"checkpoint {step}" if step is not None else "a checkpoint"
-  return (f"cannot write {what} in {checkpoints.directory}: "
-          f"{error.strerror or error} ({kept})")
+  reason = next((r for r in KNOWN_REASONS if r in str(error)), None)
+  reason = reason or getattr(error, "strerror", None) or _short(error)
+  return f"cannot write {what} in {checkpoints.directory}: {reason} ({kept})"
 
 
 def restore_latest(checkpoints, abstract_state, warn):

@@ -16,10 +16,11 @@ from coseg_jax.errors import UserError
 DEBUG_ENV = "COSEG_DEBUG"
 DEBUG_HELP = f"show the full traceback of an error (or set {DEBUG_ENV}=1)"
 # OSError covers missing files, permissions and full disks; ValueError bad values (and
-# weights.WeightFileError); ArithmeticError a loss that became NaN; AttributeError and
-# KeyError an unknown config key given on the command line.
+# weights.WeightFileError); ArithmeticError a loss that became NaN; AttributeError,
+# KeyError and TypeError a config key or value given on the command line; ImportError
+# an optional package (torch) that is not installed.
 EXPECTED = (OSError, ValueError, ArithmeticError, AttributeError, KeyError, TypeError,
-            flags.Error, UserError)
+            ImportError, flags.Error, UserError)
 INTERRUPTED = 130  # 128 + SIGINT, the shell's code for Ctrl-C
 
 
@@ -46,6 +47,9 @@ def run(fn, debug=False):
   except EXPECTED as e:
     if debug_requested(debug):
       raise
+    # Libraries left mid-operation (Orbax after a failed write) may complain while the
+    # interpreter shuts down; the one line below already says what went wrong.
+    sys.unraisablehook = lambda _: None
     raise SystemExit(f"error: {message(e)}") from None  # printed to stderr, status 1
 
 
