@@ -163,8 +163,8 @@ def parse_args(argv=None):
       prog="python -m coseg_jax.segment",
       description="Co-segment folders of images with instant group co-segmentation.")
   parser.add_argument("--checkpoint", required=True,
-                      help="a training workdir, its checkpoints/ folder or best (the best validated "
-                      "step), a step folder, or a released .npz/.pkl checkpoint")
+                      help="a training workdir, its checkpoints/ folder or best (the best "
+                      "validated step), a step folder, or a released .npz/.pkl checkpoint")
   parser.add_argument("--images", required=True, nargs="+",
                       help="a folder (of images, or of sub-folders = groups) or image files")
   parser.add_argument("--out", required=True, help="output folder")

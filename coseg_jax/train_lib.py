@@ -330,6 +330,8 @@ def _train(config, workdir, primary, stop):
       if step % config.train.log_every == 0 or last or interrupted:
         _log(window, config, writer, bar, checkpoints_, time.perf_counter() - window_start)
         window, window_start = [], time.perf_counter()
+      if save:
+        check_finite(window, checkpoints_)  # before validating or saving this state
       val_jaccard = None
       if validate:
         variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -339,7 +341,6 @@ def _train(config, workdir, primary, stop):
         writer.write(step, {f"val_{k}": v for k, v in result.items()})
         val_jaccard = result["jaccard"]
       if save:
-        check_finite(window, checkpoints_)
         checkpoints.save(checkpoints_, step, state, data_state, val_jaccard)
       if interrupted:
         checkpoints.finish(checkpoints_)

@@ -227,8 +227,9 @@ def test_sigterm_saves_the_current_step_and_resume_loses_nothing(tmp_path):
   assert f"SIGTERM: stopped after step {stopped}" in output
   assert os.listdir(tmp_path / "checkpoints") == [str(stopped)]  # not a multiple of 1000
   assert "Traceback" not in output
-  resumed = subprocess.run(command + ["--steps", str(stopped + 1)], capture_output=True,
-                           text=True, env=env, cwd=REPO, timeout=600, check=False)
+  resumed = subprocess.run(command + ["--steps", str(stopped + 1), "--allow-config-changes"],
+                           capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
+                           check=False)
   assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
   assert f"resumed from step {stopped}" in resumed.stdout
   assert train_steps(tmp_path) == list(range(1, stopped + 2))
@@ -340,6 +341,7 @@ def test_eval_takes_a_released_npz_checkpoint(tmp_path):
   config = evaluate_tests.tiny_config()
   config.model.attention = "ca_mlp"
   config.model.decoder_type = "reference"
+  config.model.encoder_widths = (8, 16, 32, 32, 64)  # the reference decoder halves the last
   model = models.build(config.model)
   variables = weights.init_variables(model, jax.random.key(0), evaluate_tests.SIZE)
   np.savez(tmp_path / "released.npz",
@@ -349,3 +351,11 @@ def test_eval_takes_a_released_npz_checkpoint(tmp_path):
   assert report["checkpoint"] == str(tmp_path / "released.npz") and report["step"] is None
   assert set(report["results"]["group_mean"]["classes"]) == {"synthetic_test_00000",
                                                              "synthetic_test_00001"}
+
+
+def test_evaluation_and_segment_do_not_import_training():
+  result = command("-c", "import sys, coseg_jax.evaluate, coseg_jax.segment; "
+                   "print(sorted(m for m in sys.modules if m.startswith('optax') "
+                   "or m == 'coseg_jax.train_lib'))")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == "[]"

@@ -2,7 +2,7 @@
 
   python tests/train_driver.py --workdir W --steps N [--devices D]
       [--process-id I --num-processes P --port PORT] [--kill-after-checkpoint S]
-      [--nan-at-step S] [--checkpoint-every C]
+      [--nan-at-step S] [--checkpoint-every C] [--allow-config-changes]
 
 Writes the final train state (params, batch_stats, opt_state, step, rng) to
 ``<workdir>/final_state.npz`` (process 0 only), keyed by pytree path.
@@ -87,6 +87,7 @@ def main():
   parser.add_argument("--nan-at-step", type=int, default=0)
   parser.add_argument("--adam-eps", type=float, default=0)
   parser.add_argument("--checkpoint-every", type=int, default=0)
+  parser.add_argument("--allow-config-changes", action="store_true")
   args = parser.parse_args()
   # Single-threaded kernels: runs then agree bit for bit even on a loaded machine.
   os.environ["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={args.devices} "
@@ -114,7 +115,7 @@ def main():
     target = os.path.join(args.workdir, "checkpoints", str(args.kill_after_checkpoint))
     threading.Thread(target=kill_after, args=(target,), daemon=True).start()
   try:
-    state = train_lib.train_and_evaluate(config, args.workdir)
+    state = train_lib.train_and_evaluate(config, args.workdir, args.allow_config_changes)
   except train_lib.Interrupted as e:
     print(e, flush=True)
     sys.exit(e.exit_code)
