@@ -117,7 +117,6 @@ def validate_config(config):
       ok = False
     if not ok:
       raise ValueError(f"config.{key} = {value!r} is invalid: expected {expected}")
-  pipeline.resolve_config(config.data)  # unknown data keys
   root = config.data.root
   if config.data.dataset != "synthetic" and root and not os.path.isdir(root):
     raise FileNotFoundError(f"config.data.root = {root!r}: no such folder")

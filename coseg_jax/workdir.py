@@ -3,10 +3,12 @@
 * ``Lock``: ``<workdir>/train.lock`` names the holder (host, pid). A second training on
   the same workdir is refused naming it; a lock whose process is gone (a killed run on
   this host) is taken over.
-* ``write_config``: the run's ``config.json``. A restart whose config differs from the
-  saved one is refused before anything is written, naming every key that differs;
-  with ``allow_changes`` the keys of ``SAFE_CHANGES`` (which do not change the model,
-  the data or the optimisation already done) may differ, and are recorded.
+* ``write_config``: the run's ``config.json``. A restart of a run that has checkpoints,
+  with a config that differs from the saved one, is refused before anything is
+  written, naming every key that differs; with ``allow_changes`` the keys of
+  ``SAFE_CHANGES`` (which do not change the model, the data or the optimisation already
+  done) may differ, and are recorded. Without checkpoints there is nothing to resume
+  (a start that failed, e.g. on a wrong data folder), and the new config is written.
 """
 
 import json
@@ -134,6 +136,11 @@ def read_saved(workdir):
   return saved
 
 
+def has_checkpoints(workdir):
+  folder = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
 def config_changes(saved_config, config):
   """{key: (saved value, new value)} for every key that differs (missing = None)."""
   old, new = _flatten(saved_config), _flatten(_plain(config))
@@ -143,7 +150,7 @@ def config_changes(saved_config, config):
 
 def write_config(workdir, config, allow_changes=False, versions=None):
   """Writes ``config.json`` after checking it against the saved one (see the module doc)."""
-  saved = read_saved(workdir)
+  saved = read_saved(workdir) if has_checkpoints(workdir) else None
   changes = {} if saved is None else config_changes(saved["config"], config)
   if changes:
     listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())

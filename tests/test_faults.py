@@ -85,6 +85,20 @@ def test_changed_config_is_refused_before_anything_is_written(run_copy):
   assert saved["changes"] == [{"train.log_every": [1, 2]}]
 
 
+def test_a_start_that_failed_before_any_checkpoint_can_be_corrected(tmp_path):
+  wrong = tiny_config(STEPS)
+  wrong.data.dataset = "folder"
+  wrong.data.root = str(tmp_path)  # no images in it: fails after config.json is written
+  with pytest.raises(FileNotFoundError, match="no images found"):
+    train_lib.train_and_evaluate(wrong, str(tmp_path / "run"))
+  assert (tmp_path / "run" / "config.json").is_file()
+  fixed = tiny_config(STEPS)
+  train_lib.write_run_info(tmp_path / "run", fixed)  # nothing to resume: not refused
+  (tmp_path / "run" / "checkpoints" / "2").mkdir(parents=True)
+  with pytest.raises(workdir.WorkdirError, match="data.dataset: 'synthetic' -> 'folder'"):
+    train_lib.write_run_info(tmp_path / "run", wrong)
+
+
 # ----------------------------------------------------------------------------- 2: lock
 def test_second_run_on_a_workdir_is_refused_and_a_stale_lock_taken_over(run_copy, capsys):
   lock = run_copy / workdir.LOCK_FILE
