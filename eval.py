@@ -4,6 +4,8 @@ r"""Evaluates a trained CoSegNet: the paper's per-class tables, printed and save
   python eval.py --config configs/csa.py --checkpoint runs/csa/best \
       --config.data.dataset=folder --config.data.root=/data/pascal_voc10_coseg \
       --config.data.groups=Aero,Bus --modes=pairwise,group_mean
+  python eval.py --config configs/reference_ca.py --checkpoint reference_ca.npz \
+      --config.data.dataset=folder --config.data.root=/data/msrc_cow
 
 Modes (default by dataset): pairs, pairs_all_foreground (voc, synthetic); pairwise,
 group_mean, group_min, all_foreground, center_box (folder, synthetic). See docs/evaluation.md.
@@ -11,20 +13,23 @@ group_mean, group_min, all_foreground, center_box (folder, synthetic). See docs/
   python eval.py --workdir runs/csa --config configs/csa.py --config.data.dataset=folder \
       --config.data.root=/data/iCoseg --modes=group_mean --save_maps pred --method csa \
       --threshold=adaptive       # maps in pred/csa/iCoseg/<group>/<image>.png + S/E/F/MAE
+
+The data is checked before any work, and the report is written after every finished
+mode. Errors print one line (``--debug`` shows the traceback).
 """
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from coseg_jax import evaluate, logging_utils
+from coseg_jax import cli, evaluate, logging_utils
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py); default: the run's config.json.",
     lock_config=True)
 flags.DEFINE_string("workdir", None, "Training workdir (its latest checkpoint, config.json).")
-flags.DEFINE_string("checkpoint", None, "A checkpoint step folder, or a checkpoints/ or best/ "
-                    "folder (its latest step).")
+flags.DEFINE_string("checkpoint", None, "A checkpoint step folder, a checkpoints/ folder (its "
+                    "latest step), best (the best validated step) or a released .npz/.pkl file.")
 flags.DEFINE_list("modes", None, f"Some of {', '.join(evaluate.MODES)}; default by dataset.")
 flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Split of the pairs / groups.")
 flags.DEFINE_integer("chunk_size", 8, "Images (or pairs) per compiled call in the group modes.")
@@ -36,6 +41,7 @@ flags.DEFINE_string("save_maps", None, "Group modes: write 8-bit foreground maps
                     "MAE; needs the [sod] extra).")
 flags.DEFINE_string("method", "coseg_jax", "The <method> folder name of --save_maps (with "
                     "several modes: <method>_<mode>).")
+flags.DEFINE_bool("debug", False, cli.DEBUG_HELP)
 
 flags.register_validator("threshold", lambda v: v == "adaptive" or _is_fraction(v),
                          "--threshold: expected 'adaptive' or a number in (0, 1)")
@@ -54,13 +60,18 @@ def main(argv):
   logging_utils.default_to_warnings()
   if not (FLAGS.workdir or FLAGS.checkpoint):
     raise app.UsageError("give --workdir or --checkpoint")
+  cli.run(evaluate_and_print, FLAGS.debug)
+
+
+def evaluate_and_print():
+  if FLAGS.chunk_size < 1:
+    raise ValueError(f"--chunk_size={FLAGS.chunk_size}: expected a positive integer")
   report = evaluate.run(config=FLAGS.config, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint,
                         modes=FLAGS.modes, split=FLAGS.split, chunk_size=FLAGS.chunk_size,
                         threshold=FLAGS.threshold, save_maps=FLAGS.save_maps,
-                        method=FLAGS.method)
+                        method=FLAGS.method, out=FLAGS.out)
   print(evaluate.format_report(report))
-  print(f"wrote {evaluate.write_report(report, FLAGS.out or evaluate.default_out_path(report))}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_absl_flags)

@@ -6,7 +6,7 @@ Modes (``MODES``):
   pairs, or every pair within each group of a folder dataset), scored at the model's
   input size S x S (masks resized nearest, as in training): the pooled Jaccard (the
   single VOC number of §4.3), the pooled precision and the mean per-image Jaccard,
-  counted by ``train_lib.evaluate``.
+  counted by ``eval_steps.evaluate``.
 * ``pairs_all_foreground``: the same pairs, every pixel predicted foreground.
 * ``pairwise``: every image of a group co-segmented with every other image, its
   foreground probabilities averaged over its N-1 pairs (Tables 1–3 and 5;
@@ -26,7 +26,7 @@ the maps as 8-bit PNGs in the eval-co-sod layout, scored with S-, E-, F-measure 
 (``coseg_jax.sod_metrics``).
 """
 
-import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -37,10 +37,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from PIL import Image
+import tqdm
 
-from coseg_jax import group, metrics, models, sod_metrics, train_lib, weights
-from coseg_jax.data import pipeline
+from coseg_jax import checkpoints, eval_steps, group, metrics, models, sod_metrics, weights
+from coseg_jax.data import folders, pipeline
 from coseg_jax.models.coseg import STRIDE
+from coseg_jax.parallel import Sharding, build_data
 
 PAIR_MODES = ("pairs", "pairs_all_foreground")
 BASELINE_MODES = ("all_foreground", "center_box")
@@ -52,48 +54,6 @@ RELEASED_IMAGE_SIZE = 512  # the released reference checkpoints were trained at 
 
 
 # ----------------------------------------------------------------------------- loading
-@dataclasses.dataclass(frozen=True)
-class Checkpoint:
-  """One checkpoint step folder written by training, and the run folder it belongs to."""
-  path: pathlib.Path  # .../checkpoints/<step> or .../best/<step>
-  step: int
-  run_dir: pathlib.Path  # the training workdir, holding config.json
-
-
-def _is_step(path):
-  return path.name.isdigit() and (path / "state").is_dir()
-
-
-def find_checkpoint(workdir=None, checkpoint=None):
-  """The checkpoint to evaluate -> ``Checkpoint``.
-
-  Args:
-    workdir: a training workdir; alone, its latest checkpoint in ``checkpoints/`` is used.
-    checkpoint: a step folder (``.../checkpoints/<step>``, ``.../best/<step>``), a
-      ``checkpoints``/``best`` folder (its latest step) or a workdir. Its run folder (for
-      config.json) is two levels above a step folder, one above a checkpoints folder,
-      or ``workdir`` when that is given too.
-  """
-  if workdir is None and checkpoint is None:
-    raise ValueError("give a workdir or a checkpoint to evaluate")
-  path = pathlib.Path(checkpoint or workdir).expanduser().absolute()
-  if not path.is_dir():
-    raise FileNotFoundError(f"checkpoint not found: {path} is not a folder")
-  if _is_step(path):
-    folder, run_dir = path.parent, path.parent.parent
-  elif (path / "checkpoints").is_dir():
-    folder, run_dir = path / "checkpoints", path
-  else:
-    folder, run_dir = path, path.parent
-  steps = sorted((p for p in folder.iterdir() if _is_step(p)), key=lambda p: int(p.name))
-  if not steps:
-    raise FileNotFoundError(f"no checkpoint in {path}: expected step folders such as "
-                            f"{folder}/1000 (written by train.py)")
-  chosen = path if _is_step(path) else steps[-1]
-  run_dir = pathlib.Path(workdir).expanduser().absolute() if workdir else run_dir
-  return Checkpoint(chosen, int(chosen.name), run_dir)
-
-
 def read_config(run_dir):
   """The training config saved as ``<run_dir>/config.json`` -> ``ml_collections.ConfigDict``."""
   path = pathlib.Path(run_dir) / "config.json"
@@ -138,22 +98,37 @@ def released_run(path, config=None):
   return config, model, weights.load_reference_checkpoint(path, model)
 
 
-def load_run(workdir=None, checkpoint=None, config=None):
-  """(config, model, variables) of a trained run, or of a released checkpoint file.
+def load_checkpoint(found, config=None, warn=print):
+  """(config, model, variables, what was read) of a ``checkpoints.resolve`` result.
 
-  ``config`` (e.g. from ``--config``) wins; without it the run's config.json is read.
-  ``workdir`` and ``checkpoint`` are as in ``find_checkpoint``; a ``checkpoint`` that is a
-  file (.pkl/.pth/.npz) is a released reference checkpoint. A missing checkpoint or
-  config.json raises ``FileNotFoundError`` naming the path.
+  ``config`` (e.g. from ``--config``) wins; without it the run's config.json is read. A
+  run's unreadable newest step is skipped for the newest intact one (``warn`` names it).
   """
-  if checkpoint is not None and os.path.isfile(checkpoint):
-    return released_run(checkpoint, config)
-  found = find_checkpoint(workdir, checkpoint)
+  if found.released:
+    return (*released_run(found.path, config), found.path)
   config = read_config(found.run_dir) if config is None else config
   model = models.build(config.model)
-  variables = train_lib.load_variables(str(found.path))
-  check_variables(model, variables, str(found.path))
-  return config, model, variables
+  step_dir, variables = checkpoints.load_variables(found, warn)
+  check_variables(model, variables, str(step_dir))
+  return config, model, variables, step_dir
+
+
+def load_run(workdir=None, checkpoint=None, config=None, warn=print):
+  """(config, model, variables) of a trained run, or of a released checkpoint file.
+
+  ``checkpoint`` is anything ``checkpoints.resolve`` takes (a workdir, a
+  ``checkpoints``/``best`` folder, a step folder, a released .pkl/.pth/.npz file);
+  ``workdir`` alone is the run's latest step, beside ``checkpoint`` the run folder
+  holding config.json. A missing checkpoint raises ``checkpoints.CheckpointError``, a
+  missing config.json ``FileNotFoundError``, each naming the path.
+  """
+  return load_checkpoint(resolve(workdir, checkpoint), config, warn)[:3]
+
+
+def resolve(workdir=None, checkpoint=None):
+  if workdir is None and checkpoint is None:
+    raise ValueError("give a workdir or a checkpoint to evaluate")
+  return checkpoints.resolve(checkpoint or workdir, run_dir=workdir if checkpoint else None)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -202,45 +177,51 @@ def center_box(inputs):
   return probs
 
 
-def evaluate_groups(groups, segmenters, threshold=THRESHOLD, map_writer=None):
+def evaluate_groups(groups, segmenters, on_result=None, threshold=THRESHOLD, map_writer=None):
   """Per-class table of every mode over ``groups`` (dicts of ``pipeline.iterate_groups``).
 
-  ``threshold``: see ``original_size_counts``. ``map_writer(mode, group, maps)``, if
-  given, receives each group's maps at the original size (``sod_metrics.MapWriter``).
-
+  ``groups``: a function returning a fresh iterator of the groups (read once per mode, so
+  that each mode finishes before the next starts), or an iterable of them.
+  ``on_result(mode, result)`` is called as each mode finishes. ``threshold``: see
+  ``original_size_counts``. ``map_writer(mode, group, maps)``, if given, receives each
+  group's maps at the original size (``sod_metrics.MapWriter``).
   Returns {mode: {"classes": {group: {"jaccard", "precision", "images"}}, "average":
   {"jaccard", "precision"}, "seconds": wall time of the mode's segmentation}}.
   """
-  collected = {mode: [] for mode in segmenters}
-  seconds = dict.fromkeys(segmenters, 0.0)
-  names = []
-  for g in groups:
+  if not callable(groups):
+    groups = functools.partial(iter, list(groups))
+  results = {}
+  for mode, segment in segmenters.items():
+    results[mode] = _evaluate_mode(groups(), mode, segment)
+    if on_result:
+      on_result(mode, results[mode])
+  return results
+
+
+def _evaluate_mode(groups, mode, segment):
+  counts, names, seconds = [], [], 0.0
+  for g in tqdm.tqdm(groups, desc=mode, unit="group", leave=False, dynamic_ncols=True):
     if g["masks"] is None:
       raise ValueError(f"group {g['name']} has no masks, so it cannot be scored (segment it "
                        "with `python -m coseg_jax.segment` instead)")
     names += [g["name"]] * len(g["masks"])
-    for mode, segment in segmenters.items():
-      start = time.perf_counter()
-      try:
-        probs = segment(g["inputs"])
-      except ValueError as e:
-        raise ValueError(f"mode {mode}, group {g['name']}: {e}") from e
-      seconds[mode] += time.perf_counter() - start
-      collected[mode].append(original_size_counts(probs, g["masks"], threshold))
-      if map_writer is not None:
-        map_writer(mode, g, [to_original_size(p, m.shape) for p, m in zip(probs, g["masks"])])
+    start = time.perf_counter()
+    try:
+      probs = segment(g["inputs"])
+    except ValueError as e:
+      raise ValueError(f"mode {mode}, group {g['name']}: {e}") from e
+    seconds += time.perf_counter() - start
+    counts.append(original_size_counts(probs, g["masks"], threshold))
+    if map_writer is not None:
+      map_writer(mode, g, [to_original_size(p, m.shape) for p, m in zip(probs, g["masks"])])
   if not names:
     raise ValueError("no groups to evaluate")
-  results = {}
-  for mode, counts in collected.items():
-    table = metrics.group_means(metrics.concat(counts), names)
-    results[mode] = {"classes": table, "average": metrics.class_average(table),
-                     "seconds": seconds[mode]}
-  return results
+  table = metrics.group_means(metrics.concat(counts), names)
+  return {"classes": table, "average": metrics.class_average(table), "seconds": seconds}
 
 
 def all_foreground_step(variables, batch):
-  """``train_lib.eval_step``'s counts [2B] when every pixel is predicted foreground."""
+  """``eval_steps.eval_step``'s counts [2B] when every pixel is predicted foreground."""
   del variables
   def counts(mask):
     return metrics.counts(jnp.ones(mask.shape, bool), mask, xp=jnp)
@@ -248,19 +229,21 @@ def all_foreground_step(variables, batch):
                       counts(batch["mask_b"]))
 
 
-def evaluate_pairs(config, model, variables, split, modes=PAIR_MODES):
-  """{pair mode: ``train_lib.evaluate`` result + "seconds"} over the pairs of ``split``."""
-  sharding = train_lib.Sharding.create()
+def evaluate_pairs(config, model, variables, split, modes=PAIR_MODES, on_result=None):
+  """{pair mode: ``eval_steps.evaluate`` result + "seconds"} over the pairs of ``split``."""
+  sharding = Sharding.create()
   sharding.check_batch_size(config.batch_size)
-  _, pair_step = train_lib.compile_steps(model, config, sharding)
-  steps = {"pairs": pair_step, "pairs_all_foreground": jax.jit(all_foreground_step)}
+  steps = {"pairs": eval_steps.compile_eval_step(model, sharding),
+           "pairs_all_foreground": jax.jit(all_foreground_step)}
   variables = sharding.replicate(variables)
   results = {}
   for mode in modes:
     start = time.perf_counter()
-    result = train_lib.evaluate(steps[mode], variables, train_lib.build_data(config, split, 0),
-                                sharding)
+    result = eval_steps.evaluate(steps[mode], variables, build_data(config, split, 0), sharding,
+                                 desc=mode)
     results[mode] = {**result, "seconds": time.perf_counter() - start}
+    if on_result:
+      on_result(mode, results[mode])
   return results
 
 
@@ -275,6 +258,31 @@ def resolve_modes(dataset, modes=None):
     raise ValueError(f"modes {[m for m in modes if m in GROUP_MODES]} need groups, which "
                      f"VOC 2012 pairs do not have; use {list(PAIR_MODES)}")
   return modes
+
+
+def check_groups(data_config, modes):
+  """Raises, before any work, if the groups cannot be scored in ``modes`` (no masks, or
+  a group of one image for ``pairwise``), naming the groups; reads no pixels."""
+  if not set(modes) & set(GROUP_MODES):
+    return
+  if data_config.dataset == "synthetic":
+    if "pairwise" in modes and data_config.group_size < 2:
+      raise ValueError(f"mode pairwise needs at least 2 images per group; config.data."
+                       f"group_size = {data_config.group_size}")
+    return
+  if data_config.dataset != "folder":  # a TFDS dataset was checked when it was built
+    return
+  dataset = folders.scan(data_config.root, layout=data_config.layout,
+                         groups=data_config.groups or None, on_mismatch=data_config.on_mismatch)
+  unscored = [g.name for g in dataset.groups if g.masks is None]
+  if unscored:
+    raise ValueError(f"groups {unscored} of {data_config.root} have no masks, so they cannot "
+                     "be scored (segment them with `python -m coseg_jax.segment` instead)")
+  single = [g.name for g in dataset.groups if len(g.images) < 2]
+  if "pairwise" in modes and single:
+    raise ValueError(f"mode pairwise needs at least 2 images per group; groups {single} of "
+                     f"{data_config.root} have one (leave pairwise out with --modes, or "
+                     "choose groups with --config.data.groups)")
 
 
 def dataset_name(data_config):
@@ -312,40 +320,68 @@ def map_writer(save_maps, method, data_config, modes):
 
 
 def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test", chunk_size=8,
-        threshold=THRESHOLD, save_maps=None, method="coseg_jax"):
+        out=None, log=print, threshold=THRESHOLD, save_maps=None, method="coseg_jax"):
   """Evaluates a checkpoint in ``modes`` -> the report (see ``write_report``).
 
+  The data is checked before any work; the report is written to ``out`` (default
+  ``default_out_path``) after each mode, so a finished mode is never lost.
   ``threshold`` binarises the group modes' maps (0.5, or "adaptive"); with ``save_maps``
   their maps are written under ``<save_maps>/<method>/<dataset>/`` and scored with the
   co-saliency metrics (``sod_metrics``), reported under each mode's "sod".
   """
   threshold = parse_threshold(threshold)
-  found = find_checkpoint(workdir, checkpoint)
-  config, model, variables = load_run(checkpoint=found.path, workdir=found.run_dir,
-                                      config=config)
+  found = resolve(workdir, checkpoint)
+  if found.released and config is None:
+    raise ValueError(f"{found.path} is a released checkpoint without a run config: give the "
+                     "experiment config with --config (e.g. configs/reference_ca.py)")
+  config, model, variables, read = load_checkpoint(found, config, warn=log)
   data_config = pipeline.resolve_config(config.data)
   modes = resolve_modes(pipeline.dataset_kind(data_config), modes)
+  check_groups(data_config, modes)
   writer = map_writer(save_maps, method, data_config, modes)
-  results = {}
+  report = {"dataset": dataset_name(data_config), "split": split, "checkpoint": str(read),
+            "step": int(read.name) if read.name.isdigit() else None,
+            "run_dir": str(found.run_dir), "modes": modes, "threshold": threshold,
+            "results": {}, "config": config.to_dict()}
+  out = out or default_out_path(report)
+  check_writable(out)
+
+  def finished(mode, result):
+    if writer is not None and mode in writer.modes:
+      result["sod"] = writer.mode_results(mode)
+    report["results"][mode] = result
+    write_report(report, out)
+    log(f"{mode}: done, written to {out}")
   pair_modes = [m for m in modes if m in PAIR_MODES]
   if pair_modes:
-    results.update(evaluate_pairs(config, model, variables, split, pair_modes))
+    evaluate_pairs(config, model, variables, split, pair_modes, finished)
   segmenters = group_segmenters(model, variables, chunk_size)
   group_modes = {m: segmenters[m] for m in modes if m in GROUP_MODES}
   if group_modes:
-    results.update(evaluate_groups(pipeline.iterate_groups(data_config, split=split),
-                                   group_modes, threshold, writer))
-  for mode, scores in (writer.results() if writer else {}).items():
-    results[mode]["sod"] = scores
-  return {"dataset": dataset_name(data_config), "split": split, "checkpoint": str(found.path),
-          "step": found.step, "run_dir": str(found.run_dir), "modes": modes,
-          "threshold": threshold,
-          "results": {m: results[m] for m in modes}, "config": config.to_dict()}
+    evaluate_groups(lambda: pipeline.iterate_groups(data_config, split=split), group_modes,
+                    finished, threshold, writer)
+  report["results"] = {m: report["results"][m] for m in modes}
+  write_report(report, out)
+  return report
 
 
 def default_out_path(report):
   """``<run_dir>/eval_<dataset>_<split>.json``."""
   return str(pathlib.Path(report["run_dir"]) / f"eval_{report['dataset']}_{report['split']}.json")
+
+
+def check_writable(path):
+  """Raises, before any work, if a report cannot be written to ``path``."""
+  path = pathlib.Path(path)
+  if path.is_dir():
+    raise IsADirectoryError(f"cannot write the report to {path}: it is a folder (give a "
+                            ".json file path)")
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise OSError(f"cannot write the report to {path}: {e.strerror or e}") from e
+  if not os.access(path.parent, os.W_OK):
+    raise PermissionError(f"cannot write the report to {path}: {path.parent} is not writable")
 
 
 def write_report(report, path):

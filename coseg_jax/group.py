@@ -33,20 +33,49 @@ import numpy as np
 
 from coseg_jax.models.attention import reduce_group
 from coseg_jax.models.coseg import CoSegNet, check_images
-from coseg_jax.preprocessing import preprocess
+from coseg_jax.preprocessing import NORMALISED_RANGE, preprocess
+
+RANGE_SLACK = 1e-3  # rounding of images normalised in another framework
 
 
 def as_group(images):
-  """A list or array of N images -> float32 [N, H, W, 3] (uint8 input is preprocessed)."""
+  """A list or array of N images -> float32 [N, H, W, 3] (uint8 input is preprocessed).
+
+  uint8 images are RGB 0..255 and get ``preprocess``; float images must be normalised
+  already (within ``NORMALISED_RANGE``). Any other dtype (int arrays, nested lists of
+  numbers, bool), a float image outside that range (e.g. 0..255) and NaN or infinite
+  pixels raise a ``ValueError`` naming the image index.
+  """
   if len(images) == 0:
     raise ValueError("empty group: segment_group needs at least one image")
-  shapes = sorted({tuple(np.shape(image)) for image in images})
+  images = [np.asarray(image) for image in images]
+  shapes = sorted({image.shape for image in images})
   if len(shapes) > 1:
     raise ValueError(f"all images of a group must have the same shape (resize them first), "
                      f"got {len(shapes)} different shapes: {shapes[:5]}")
-  images = np.stack([np.asarray(image) for image in images])
+  for i, image in enumerate(images):
+    check_values(image, i)
+  images = np.stack(images)
   check_images(images, "group images")
   return preprocess(images) if images.dtype == np.uint8 else images.astype(np.float32)
+
+
+def check_values(image, index):
+  """Raises a ValueError naming image ``index`` unless it is uint8, or finite normalised float."""
+  if image.dtype == np.uint8:
+    return
+  if not np.issubdtype(image.dtype, np.floating):
+    raise ValueError(f"image {index}: dtype {image.dtype} is neither uint8 RGB (0..255, "
+                     "preprocessed for you) nor float normalised with coseg_jax.preprocess; "
+                     "convert it, e.g. np.asarray(image, np.uint8)")
+  finite = np.isfinite(image)
+  if not finite.all():
+    raise ValueError(f"image {index}: {image.size - finite.sum()} NaN or infinite pixel values")
+  low, high = NORMALISED_RANGE
+  if image.size and (image.min() < low - RANGE_SLACK or image.max() > high + RANGE_SLACK):
+    raise ValueError(f"image {index}: float values in [{image.min():.3g}, {image.max():.3g}] are "
+                     f"outside the normalised range [{low:.2f}, {high:.2f}]: give uint8 RGB "
+                     "(preprocessed for you) or normalise with coseg_jax.preprocess")
 
 
 def _chunks(n, chunk_size):
@@ -100,7 +129,8 @@ def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_o
     model: a ``CoSegNet``.
     variables: its variables (eval mode: BatchNorm running statistics are used).
     images: N images of one shape [H, W, 3], H and W multiples of 32; uint8 RGB is
-      preprocessed, float is taken as already torchvision-normalised.
+      preprocessed, float must be torchvision-normalised already (``as_group`` refuses
+      other dtypes, values outside the normalised range and non-finite pixels).
     reduce: "mean" (Group Average Attention) or "min" (Group Minimum Attention).
     chunk_size: images per compiled call; bounds device memory.
     leave_one_out: attend image i with the reduction over the other images.

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from coseg_jax import weights
+from coseg_jax import cli, weights
 from coseg_jax.models.vgg import conv_indices
 
 
@@ -48,11 +48,22 @@ def main(argv=None):
                       help="torchvision VGG16 (the encoder) or a reference checkpoint (all)")
   parser.add_argument("src", help="torch state_dict file (.pth / .pkl)")
   parser.add_argument("dst", help="output .npz")
+  parser.add_argument("--debug", action="store_true", help=cli.DEBUG_HELP)
   args = parser.parse_args(argv)
   if not args.dst.endswith(".npz"):
     parser.error(f"output must end in .npz, got {args.dst}")
-  keys = PORTS[args.format](args.src, args.dst)
-  print(f"wrote {len(keys)} tensors to {args.dst}")
+  cli.run(lambda: port(args.format, args.src, args.dst), args.debug)
+
+
+def port(kind, src, dst):
+  """Ports ``src`` to ``dst``, checking both paths before reading the weights."""
+  if not os.path.isfile(src):
+    raise FileNotFoundError(f"{src}: no such file")
+  folder = os.path.dirname(os.path.abspath(dst))
+  if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+    raise PermissionError(f"cannot write {dst}: {folder} is not a writable folder")
+  keys = PORTS[kind](src, dst)
+  print(f"wrote {len(keys)} tensors to {dst}")
 
 
 if __name__ == "__main__":

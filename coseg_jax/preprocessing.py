@@ -8,6 +8,9 @@ import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The values a normalised image can take: (0 - mean) / std .. (1 - mean) / std over channels.
+NORMALISED_RANGE = (min((0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)),
+                    max((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)))
 
 
 def preprocess(images):

@@ -27,11 +27,13 @@ Written per group (in ``--out``, or ``--out/<group>/`` when there are several gr
 """
 
 import argparse
+import os
 import pathlib
 
 import numpy as np
+import tqdm
 
-from coseg_jax import evaluate, group, pictures, plots
+from coseg_jax import cli, evaluate, group, pictures, plots
 from coseg_jax.data import folders, images
 from coseg_jax.data.pipeline import resize_image
 from coseg_jax.models.attention import REDUCTIONS
@@ -141,13 +143,16 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
   Returns {group name: its output folder}.
   """
   groups = find_groups(image_paths)
-  config, model, variables = evaluate.load_run(checkpoint=checkpoint)
+  if chunk_size < 1:
+    raise ValueError(f"--chunk-size {chunk_size}: expected a positive integer")
+  if image_size and (image_size < 0 or image_size % STRIDE):
+    raise ValueError(f"--image-size {image_size}: expected a positive multiple of {STRIDE}")
+  out = check_out(out)
+  config, model, variables = evaluate.load_run(checkpoint=checkpoint, warn=log)
   size = image_size or config.data.image_size
-  if size <= 0 or size % STRIDE:
-    raise ValueError(f"--image-size {size}: expected a positive multiple of {STRIDE}")
-  out = pathlib.Path(out)
   written, alphas, labels = {}, [], []
-  for name, files in groups:
+  for name, files in tqdm.tqdm(groups, desc="segment", unit="group", leave=False,
+                               disable=len(groups) < 2, dynamic_ncols=True):
     inputs = load_inputs(files, size)
     _, probs = group.segment_group(model, variables, inputs, reduce, chunk_size, leave_one_out,
                                    return_probs=True)
@@ -166,12 +171,27 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
   return written
 
 
+def check_out(out):
+  """``--out`` as a writable folder (created), or an error naming it, before any work."""
+  out = pathlib.Path(out)
+  if out.exists() and not out.is_dir():
+    raise NotADirectoryError(f"--out {out}: it is a file; give a folder for the masks")
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise OSError(f"--out {out}: cannot create the folder ({e.strerror or e})") from e
+  if not os.access(out, os.W_OK):
+    raise PermissionError(f"--out {out}: the folder is not writable")
+  return out
+
+
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(
       prog="python -m coseg_jax.segment",
       description="Co-segment folders of images with instant group co-segmentation.")
   parser.add_argument("--checkpoint", required=True,
-                      help="a training workdir, checkpoints/ or best/ folder, or a step folder")
+                      help="a training workdir, its checkpoints/ folder or best (the best "
+                      "validated step), a step folder, or a released .npz/.pkl checkpoint")
   parser.add_argument("--images", required=True, nargs="+",
                       help="a folder (of images, or of sub-folders = groups), several folders "
                       "(a group each) or image files (one group)")
@@ -188,18 +208,16 @@ def parse_args(argv=None):
                       help="also write spatial-attention heat maps and the attention PCA plot")
   parser.add_argument("--save-probs", action="store_true",
                       help="also write the foreground probabilities as 8-bit grey PNGs")
+  parser.add_argument("--debug", action="store_true", help=cli.DEBUG_HELP)
   return parser.parse_args(argv)
 
 
 def main(argv=None):
   args = parse_args(argv)
-  try:
-    segment_folder(args.checkpoint, args.images, args.out, reduce=args.reduce,
-                   leave_one_out=args.leave_one_out, chunk_size=args.chunk_size,
-                   image_size=args.image_size, save_attention=args.save_attention,
-                   save_probs=args.save_probs)
-  except (FileNotFoundError, ValueError) as e:
-    raise SystemExit(f"error: {e}") from e
+  cli.run(lambda: segment_folder(
+      args.checkpoint, args.images, args.out, reduce=args.reduce,
+      leave_one_out=args.leave_one_out, chunk_size=args.chunk_size, image_size=args.image_size,
+      save_attention=args.save_attention, save_probs=args.save_probs), args.debug)
 
 
 if __name__ == "__main__":

@@ -130,11 +130,14 @@ class MapWriter:
       Image.fromarray(saved).save(path)
       self.scores[mode].add(saved, mask)
 
+  def mode_results(self, mode):
+    """SodScores.results() of ``mode`` + "maps": the method's folder."""
+    return {**self.scores[mode].results(),
+            "maps": str(pathlib.Path(self.root) / self.method_name(mode) / self.dataset)}
+
   def results(self):
-    """{mode: SodScores.results() + "maps": the method's folder}."""
-    return {mode: {**self.scores[mode].results(),
-                   "maps": str(pathlib.Path(self.root) / self.method_name(mode) / self.dataset)}
-            for mode in self.modes}
+    """{mode: ``mode_results(mode)``}."""
+    return {mode: self.mode_results(mode) for mode in self.modes}
 
 
 def read_map(path):

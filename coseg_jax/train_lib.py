@@ -6,33 +6,38 @@ batch over a data-parallel ``Mesh`` of every device (batch axis sharded, paramet
 optimizer state replicated, the state donated). On several hosts call
 ``jax.distributed.initialize()`` first (train.py does with ``--multihost``); each host
 then reads its own slice of every global batch.
+
+The host never waits for a step: step metrics stay on the device until a log step or a
+save, and the next batch is put on the device while the current step runs. Before every
+save the losses since the last check are fetched and checked, so the newest checkpoint
+is always one trained on finite losses. SIGINT (Ctrl-C) and SIGTERM (a preemption) finish
+the current step, save it and raise ``Interrupted`` (exit code 128 + signal number).
 """
 
-import dataclasses
 import functools
-import json
 import os
+import signal
+import sys
+import threading
 import time
 from typing import Any
 
+import flax
 from flax.training import train_state
 import jax
-from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import tqdm
 
-import coseg_jax
-from coseg_jax import losses, metrics, models, weights
-from coseg_jax import feature_cache
+from coseg_jax import checkpoints, eval_steps, feature_cache, losses, metrics, models, weights
+from coseg_jax import workdir as workdir_lib
 from coseg_jax.data import pipeline, views
 from coseg_jax.feature_cache import FeatureCache
 from coseg_jax.logging_utils import MetricWriter
+from coseg_jax.parallel import Sharding, build_data
 
 ENCODER = "encoder"
-MODEL_INPUTS = ("image_a", "image_b", "features_a", "features_b", "mask_a", "mask_b")
 
 
 class TrainState(train_state.TrainState):
@@ -48,27 +53,81 @@ class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or infinite; training stopped before saving anything from it."""
 
 
+class Interrupted(Exception):
+  """SIGINT or SIGTERM stopped training after saving the current step."""
+
+  def __init__(self, signum, step, workdir):
+    self.exit_code = 128 + signum
+    super().__init__(f"{signal.Signals(signum).name}: stopped after step {step}, saved in "
+                     f"{os.path.join(workdir, 'checkpoints', str(step))}; run the same command "
+                     "again to resume")
+
+
 # ----------------------------------------------------------------------------- config
+def _get(config, key):
+  return functools.reduce(lambda c, k: c[k], key.split("."), config)
+
+
+def _is_int(value):
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+# (key, test, what is expected) for every numeric value, checked at start-up.
+NUMERIC_CHECKS = (
+    ("seed", lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    ("batch_size", lambda v: _is_int(v) and v > 0, "a positive integer"),
+    ("data.image_size", lambda v: _is_int(v) and v > 0 and v % 32 == 0,
+     "a positive multiple of 32"),
+    ("data.num_threads", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    ("data.prefetch", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    ("data.max_eval_pairs", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = all)"),
+    ("model.dropout_rate", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("model.encoder_widths", lambda v: all(_is_int(w) and w > 0 for w in v),
+     "positive integers"),
+    ("model.decoder_widths", lambda v: all(_is_int(w) and w > 0 for w in v),
+     "positive integers"),
+    ("train.num_steps", lambda v: _is_int(v) and v > 0, "a positive integer"),
+    ("train.learning_rate", lambda v: np.isfinite(v) and v > 0, "a positive number"),
+    ("train.adam_eps", lambda v: np.isfinite(v) and v > 0, "a positive number"),
+    ("train.weight_decay", lambda v: np.isfinite(v) and v >= 0, "a number >= 0"),
+    ("train.foreground_weight", lambda v: np.isfinite(v) and v > 0, "a positive number"),
+    ("data.view_crops", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    ("data.view_composites", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    ("data.view_copastes", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    ("data.view_min_scale", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("data.view_negatives", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
+    ("data.view_permute", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
+    ("data.view_shared", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
+    ("train.log_every", lambda v: _is_int(v) and v > 0, "a positive integer"),
+    ("train.eval_every", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = at the end)"),
+    ("train.checkpoint_every", lambda v: _is_int(v) and v > 0, "a positive integer"),
+    ("train.keep_checkpoints", lambda v: _is_int(v) and v >= 1,
+     "an integer >= 1 (the newest checkpoints kept)"),
+    ("eval.max_batches", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = all)"),
+)
+
+
 def validate_config(config):
   """Fails at start-up, naming the key, on a value that would fail later."""
   from coseg_jax.models.attention import ATTENTIONS  # pylint: disable=g-import-not-at-top
   checks = [
-      ("model.attention", config.model.attention in ATTENTIONS, sorted(ATTENTIONS)),
-      ("model.dtype", config.model.dtype in models.DTYPES, sorted(models.DTYPES)),
-      ("data.dataset", config.data.dataset in pipeline.DATASETS, " | ".join(pipeline.DATASETS)),
-      ("data.image_size", config.data.image_size > 0 and config.data.image_size % 32 == 0,
-       "a positive multiple of 32"),
-      ("batch_size", config.batch_size > 0, "a positive integer"),
-      ("train.num_steps", config.train.num_steps > 0, "a positive integer"),
-      ("train.learning_rate", config.train.learning_rate > 0, "a positive number"),
-      ("train.foreground_weight", config.train.foreground_weight > 0, "a positive number"),
-      ("train.log_every", config.train.log_every > 0, "a positive integer"),
-      ("train.checkpoint_every", config.train.checkpoint_every > 0, "a positive integer"),
+      ("model.attention", lambda v: v in ATTENTIONS, sorted(ATTENTIONS)),
+      ("model.dtype", lambda v: v in models.DTYPES, sorted(models.DTYPES)),
+      ("data.dataset", lambda v: v in pipeline.DATASETS, " | ".join(pipeline.DATASETS)),
+      ("eval.split", lambda v: v in pipeline.SPLITS, " | ".join(pipeline.SPLITS)),
+      *NUMERIC_CHECKS,
   ]
-  for key, ok, expected in checks:
+  for key, test, expected in checks:
+    value = _get(config, key)
+    try:
+      ok = test(value)
+    except TypeError:
+      ok = False
     if not ok:
-      value = functools.reduce(lambda c, k: c[k], key.split("."), config)
       raise ValueError(f"config.{key} = {value!r} is invalid: expected {expected}")
+  root = config.data.root
+  if config.data.dataset != "synthetic" and root and not os.path.isdir(root):
+    raise FileNotFoundError(f"config.data.root = {root!r}: no such folder")
   if config.train.cache_features and not config.train.freeze_encoder:
     raise ValueError("config.train.cache_features=True needs config.train.freeze_encoder=True "
                      "(features of a trained encoder change every step)")
@@ -108,11 +167,6 @@ def create_state(config, model, rng):
 
 
 # ----------------------------------------------------------------------------- steps
-def pixel_counts(logits, mask):
-  """Per-image ``metrics.counts`` of the argmax predictions, inside jit."""
-  return metrics.counts(logits.argmax(-1) == 1, mask, xp=jax.numpy)
-
-
 def train_step(state, batch, *, model, freeze_encoder, foreground_weight=1.0):
   """One Adam step on a batch of pairs: cross-entropy on both images (§3.5)."""
   dropout_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -139,53 +193,10 @@ def train_step(state, batch, *, model, freeze_encoder, foreground_weight=1.0):
       loss_fn, has_aux=True)(trained)
   grads = {**grads, **jax.tree.map(jax.numpy.zeros_like, frozen)}
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  c = pixel_counts(logits_a, batch["mask_a"])
-  c = jax.tree.map(lambda x, y: (x + y).sum(), c, pixel_counts(logits_b, batch["mask_b"]))
+  c = eval_steps.pixel_counts(logits_a, batch["mask_a"])
+  c = jax.tree.map(lambda x, y: (x + y).sum(), c,
+                   eval_steps.pixel_counts(logits_b, batch["mask_b"]))
   return state, {"loss": loss, **c}
-
-
-def eval_step(variables, batch, *, model):
-  """Per-image metric counts [2B] (A images then B images) of the pair model in eval mode."""
-  logits_a, logits_b = model.apply(variables, batch["image_a"], batch["image_b"])
-  a, b = pixel_counts(logits_a, batch["mask_a"]), pixel_counts(logits_b, batch["mask_b"])
-  return jax.tree.map(lambda x, y: jax.numpy.concatenate([x, y]), a, b)
-
-
-# ----------------------------------------------------------------------------- sharding
-@dataclasses.dataclass(frozen=True)
-class Sharding:
-  """A 1-D data-parallel mesh over every device of every process."""
-  mesh: Mesh
-
-  @classmethod
-  def create(cls):
-    return cls(Mesh(np.asarray(jax.devices()), ("data",)))
-
-  @property
-  def data(self):
-    return NamedSharding(self.mesh, P("data"))
-
-  @property
-  def replicated(self):
-    return NamedSharding(self.mesh, P())
-
-  def check_batch_size(self, batch_size):
-    devices = self.mesh.devices.size
-    if batch_size % devices:
-      raise ValueError(f"config.batch_size={batch_size} does not divide over {devices} devices "
-                       f"({jax.process_count()} processes): use a multiple of {devices}")
-
-  def put_batch(self, local_batch):
-    """This host's slice of a global batch -> global model inputs sharded on the batch axis."""
-    return {k: jax.make_array_from_process_local_data(self.data, v)
-            for k, v in local_batch.items() if k in MODEL_INPUTS}
-
-  def replicate(self, tree):
-    """A host-local pytree (identical on every host) -> replicated global arrays."""
-    def put(x):
-      x = np.asarray(x)
-      return jax.make_array_from_callback(x.shape, self.replicated, lambda index: x[index])
-    return jax.tree.map(put, tree)
 
 
 def compile_steps(model, config, sharding):
@@ -196,65 +207,17 @@ def compile_steps(model, config, sharding):
       in_shardings=(sharding.replicated, sharding.data),
       out_shardings=(sharding.replicated, sharding.replicated),
       donate_argnums=0)
-  evaluate = jax.jit(functools.partial(eval_step, model=model),
-                     in_shardings=(sharding.replicated, sharding.data),
-                     out_shardings=sharding.replicated)
-  return train, evaluate
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def checkpoint_managers(workdir, config):
-  """Latest-K manager and best-by-validation-Jaccard manager (both Orbax)."""
-  def manager(name, **options):
-    return ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), name), item_names=("state", "data"),
-        options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False,
-                                             **options))
-  latest = manager("checkpoints", max_to_keep=config.train.keep_checkpoints)
-  best = manager("best", max_to_keep=1, best_fn=lambda m: m["val_jaccard"], best_mode="max")
-  return latest, best
-
-
-def save(manager, step, state, data_state, metrics_=None):
-  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                             data=ocp.args.JsonSave(data_state)),
-               metrics=metrics_)
-
-
-def restore(manager, step, abstract_state):
-  """(state, data iterator state) of checkpoint ``step``, laid out like ``abstract_state``."""
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
-  return restored["state"], restored["data"]
-
-
-def load_variables(checkpoint_dir, step=None):
-  """{"params", "batch_stats"} of a checkpoint written by training, without a model.
-
-  ``checkpoint_dir`` is a workdir (its latest checkpoint), its ``checkpoints``/``best``
-  folder, or one step folder ``.../checkpoints/<step>``.
-  """
-  path = os.path.abspath(checkpoint_dir)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"checkpoint not found: {path}")
-  if os.path.isdir(os.path.join(path, "state")):  # one step folder
-    path, step = os.path.dirname(path), int(os.path.basename(path))
-  elif os.path.isdir(os.path.join(path, "checkpoints")):
-    path = os.path.join(path, "checkpoints")
-  with ocp.CheckpointManager(path, item_names=("state", "data")) as manager:
-    step = manager.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {path}")
-    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  state = state["state"]
-  return {"params": state["params"], "batch_stats": state["batch_stats"]}
+  return train, eval_steps.compile_eval_step(model, sharding)
 
 
 # ----------------------------------------------------------------------------- loop
-def build_data(config, split, seed):
-  """This host's iterator over its slice of the global batches of ``split``."""
-  return pipeline.build(config.data, split=split, batch_size=config.batch_size, seed=seed,
-                        shard_index=jax.process_index(), shard_count=jax.process_count())
+def versions():
+  """The versions of the libraries a run was trained with, for its config.json."""
+  import grain  # pylint: disable=g-import-not-at-top
+  return {"jax_version": jax.__version__, "flax_version": flax.__version__,
+          "optax_version": optax.__version__, "orbax_version": ocp.__version__,
+          "grain_version": getattr(grain, "__version__", "unknown"),
+          "devices": jax.device_count(), "processes": jax.process_count()}
 
 
 def build_view_pairs(config, model, variables):
@@ -271,54 +234,90 @@ def build_view_pairs(config, model, variables):
                            shard_count=jax.process_count())
 
 
-def evaluate(evaluate_step, variables, batches, sharding, max_batches=0):
-  """Pooled and mean-per-image precision/Jaccard of the pair model over ``batches``."""
-  collected = []
-  for i, batch in enumerate(batches):
-    if max_batches and i >= max_batches:
-      break
-    counts = evaluate_step(variables, sharding.put_batch(batch))  # replicated on every host
-    valid = batch["valid"]
-    if jax.process_count() > 1:
-      valid = multihost_utils.process_allgather(valid, tiled=True)
-    valid = np.concatenate([valid, valid])  # counts are the A images, then the B images
-    collected.append({k: np.asarray(v)[valid] for k, v in counts.items()})
-  if not collected:
-    raise ValueError("the evaluation split produced no batch (is it smaller than batch_size?)")
-  c = metrics.concat(collected)
-  per_image = metrics.per_image(c)
-  pooled = metrics.pooled(c)
-  return {"jaccard": pooled["jaccard"], "precision": pooled["precision"],
-          "mean_image_jaccard": float(per_image["jaccard"].mean()), "images": len(c["union"])}
+def write_run_info(workdir, config, allow_config_changes=False):
+  """``<workdir>/config.json``, refused if it differs from a saved one (``workdir``)."""
+  workdir_lib.write_config(workdir, config, allow_config_changes, versions())
 
 
-def write_run_info(workdir, config):
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump({"config": config.to_dict(), "coseg_jax_version": coseg_jax.__version__,
-               "jax_version": jax.__version__, "devices": jax.device_count(),
-               "processes": jax.process_count()}, f, indent=2, default=str)
+class StopSignals:
+  """``with StopSignals() as stop``: SIGINT / SIGTERM set ``stop.signum`` instead of
+  killing; a second signal stops at once (KeyboardInterrupt). Only in the main thread
+  of a single-process run (several hosts would stop at different steps)."""
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None:
+      raise KeyboardInterrupt
+    self.signum = signum
+    print(f"\n{signal.Signals(signum).name}: finishing the current step and saving it "
+          "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
 
 
-def _check_finite(loss, step, latest):
-  if not np.isfinite(loss):
-    latest.wait_until_finished()  # an asynchronous save of the last good step completes
-    last = latest.latest_step()
+def check_finite(window, checkpoints_):
+  """Raises ``NonFiniteLossError`` naming the first step of ``window`` with a bad loss.
+
+  ``window``: [(step, device metrics)] not yet checked; fetching the losses waits for them.
+  """
+  if not window:
+    return
+  losses_ = jax.device_get([m["loss"] for _, m in window])
+  bad = [(step, float(loss)) for (step, _), loss in zip(window, losses_) if not np.isfinite(loss)]
+  if bad:
+    step, loss = bad[0]
+    checkpoints.finish(checkpoints_)  # an asynchronous save of the last good step completes
+    last = checkpoints_.latest_step()
     kept = f"the last good checkpoint (step {last}) is intact" if last is not None else \
         "no checkpoint had been written yet"
     raise NonFiniteLossError(f"loss is {loss} at step {step}: training stopped; {kept}. "
                              "Lower config.train.learning_rate or check the data.")
 
 
-def train_and_evaluate(config, workdir):
-  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns the state."""
-  os.makedirs(workdir, exist_ok=True)
+def summarise_window(window):
+  """Mean loss and pooled pixel metrics over the fetched metrics of the steps since the last log."""
+  total = {k: sum(float(m[k]) for m in window) for k in metrics.COUNTS}
+  return {"loss": float(np.mean([m["loss"] for m in window])),
+          **metrics.pooled({k: np.asarray([v]) for k, v in total.items()})}
+
+
+def train_and_evaluate(config, workdir, allow_config_changes=False):
+  """Trains ``config`` in ``workdir``, resuming from its newest intact checkpoint.
+
+  Returns the final state. Raises ``workdir.WorkdirError`` (locked workdir, changed
+  config), ``checkpoints.CheckpointError`` (a checkpoint that cannot be written or
+  read), ``NonFiniteLossError`` and ``Interrupted``, each with a one-line message.
+  """
+  validate_config(config)
+  primary = jax.process_index() == 0
+  workdir = workdir_lib.make(workdir)
+  with workdir_lib.Lock(workdir, enabled=primary) as lock:
+    if lock.taken_over:
+      print(f"warning: took over the lock of a training run that is gone "
+            f"(host {lock.taken_over['host']}, pid {lock.taken_over['pid']})", file=sys.stderr)
+    if primary:
+      write_run_info(workdir, config, allow_config_changes)
+    with StopSignals() as stop:
+      return _train(config, workdir, primary, stop)
+
+
+def _train(config, workdir, primary, stop):
+  """The loop of ``train_and_evaluate`` in a locked workdir with its config written."""
   sharding = Sharding.create()
   sharding.check_batch_size(config.batch_size)
   model = models.build(config.model)
-  primary = jax.process_index() == 0
-  if primary:
-    write_run_info(workdir, config)
-
   state = create_state(config, model, jax.random.key(config.seed))
   host_params = jax.tree.map(np.asarray, {"params": state.params})
   state = sharding.replicate(state)
@@ -326,11 +325,12 @@ def train_and_evaluate(config, workdir):
     train_data = build_view_pairs(config, model, host_params)
   else:
     train_data = build_data(config, "train", config.seed)
-  latest, best = checkpoint_managers(workdir, config)
-  start = latest.latest_step() or 0
+  checkpoints_ = checkpoints.manager(workdir, config.train.keep_checkpoints)
+  start, restored, data_state = checkpoints.restore_latest(
+      checkpoints_, jax.tree.map(ocp.utils.to_shape_dtype_struct, state),
+      warn=lambda message: print(message, file=sys.stderr) if primary else None)
   if start:
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state, data_state = restore(latest, start, abstract)
+    state = restored
     train_data.set_state(data_state)
     if primary:
       print(f"resumed from step {start} in {workdir}")
@@ -339,46 +339,57 @@ def train_and_evaluate(config, workdir):
   cache = None
   if config.train.cache_features and not config.data.views:
     cache = FeatureCache(model, host_params)
-  writer = MetricWriter(workdir, enabled=primary)
-  bar = tqdm.tqdm(total=config.train.num_steps, initial=start, disable=not primary,
-                  dynamic_ncols=True, desc="train")
-  window, window_start = [], time.perf_counter()
-  for step in range(start + 1, config.train.num_steps + 1):
-    batch = next(train_data)
-    state, step_metrics = train(state, sharding.put_batch(cache(batch) if cache else batch))
-    step_metrics = jax.device_get(step_metrics)
-    _check_finite(float(step_metrics["loss"]), step, latest)
-    window.append(step_metrics)
-    bar.update(1)
-    if step % config.train.log_every == 0 or step == config.train.num_steps:
-      pairs_per_s = len(window) * config.batch_size / (time.perf_counter() - window_start)
-      summary = summarise_window(window)
-      summary["pairs_per_s"] = pairs_per_s
-      writer.write(step, {f"train_{k}": v for k, v in summary.items()})
-      bar.set_postfix(loss=f"{summary['loss']:.4f}", pairs_s=f"{pairs_per_s:.2f}")
-      window, window_start = [], time.perf_counter()
-    last = step == config.train.num_steps
-    if (config.train.eval_every and step % config.train.eval_every == 0) or last:
-      variables = {"params": state.params, "batch_stats": state.batch_stats}
-      result = evaluate(evaluate_step, variables, build_data(config, config.eval.split, 0),
-                        sharding, config.eval.max_batches)
-      writer.write(step, {f"val_{k}": v for k, v in result.items()})
-      save(best, step, state, train_data.get_state(), {"val_jaccard": result["jaccard"]})
-    if step % config.train.checkpoint_every == 0 or last:
-      save(latest, step, state, train_data.get_state())
-  bar.close()
-  latest.wait_until_finished()
-  best.wait_until_finished()
-  writer.close()
+  put = lambda b: sharding.put_batch(cache(b) if cache else b)
+  num_steps = config.train.num_steps
+  writer = MetricWriter(workdir, enabled=primary, resume_step=start)
+  bar = tqdm.tqdm(total=num_steps, initial=start, disable=not primary, dynamic_ncols=True,
+                  desc="train")
+  window, window_start = [], time.perf_counter()  # [(step, device metrics)] since the last log
+  try:
+    batch = put(next(train_data)) if start < num_steps else None
+    for step in range(start + 1, num_steps + 1):
+      state, step_metrics = train(state, batch)
+      window.append((step, step_metrics))
+      last = step == num_steps
+      validate = bool(config.train.eval_every and step % config.train.eval_every == 0) or last
+      interrupted = stop.signum is not None
+      save = step % config.train.checkpoint_every == 0 or validate or interrupted
+      data_state = train_data.get_state() if save else None  # before the next batch is read
+      if not (last or interrupted):
+        batch = put(next(train_data))  # copied to the device while the step runs
+      bar.update(1)
+      if step % config.train.log_every == 0 or last or interrupted:
+        _log(window, config, writer, bar, checkpoints_, time.perf_counter() - window_start)
+        window, window_start = [], time.perf_counter()
+      if save:
+        check_finite(window, checkpoints_)  # before validating or saving this state
+      val_jaccard = None
+      if validate:
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        result = eval_steps.evaluate(evaluate_step, variables,
+                                     build_data(config, config.eval.split, 0), sharding,
+                                     config.eval.max_batches, show_progress=primary)
+        writer.write(step, {f"val_{k}": v for k, v in result.items()})
+        val_jaccard = result["jaccard"]
+      if save:
+        checkpoints.save(checkpoints_, step, state, data_state, val_jaccard)
+      if interrupted:
+        checkpoints.finish(checkpoints_)
+        raise Interrupted(stop.signum, step, workdir)
+    checkpoints.finish(checkpoints_)
+  finally:
+    bar.close()
+    writer.close()
   if primary:
     from coseg_jax import plots  # pylint: disable=g-import-not-at-top
     plots.training_curves(writer.jsonl_path, os.path.join(workdir, "curves.png"))
   return state
 
 
-def summarise_window(window):
-  """Mean loss and pooled pixel metrics over the steps since the last log."""
-  total = {k: sum(float(m[k]) for m in window) for k in metrics.COUNTS}
-  return {"loss": float(np.mean([m["loss"] for m in window])),
-          **metrics.pooled({k: np.asarray([v]) for k, v in total.items()})}
-
+def _log(window, config, writer, bar, checkpoints_, seconds):
+  """Fetches and checks the window's metrics, writes their summary and the pairs/s."""
+  check_finite(window, checkpoints_)
+  summary = summarise_window(jax.device_get([m for _, m in window]))
+  summary["pairs_per_s"] = len(window) * config.batch_size / seconds
+  writer.write(window[-1][0], {f"train_{k}": v for k, v in summary.items()})
+  bar.set_postfix(loss=f"{summary['loss']:.4f}", pairs_s=f"{summary['pairs_per_s']:.2f}")

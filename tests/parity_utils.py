@@ -9,6 +9,7 @@ import torch
 
 from coseg_jax import torch_twin as tt
 from coseg_jax.losses import IGNORE, pair_loss
+from coseg_jax.preprocessing import NORMALISED_RANGE
 
 SIZE = 64
 WIDTHS = (8, 16, 32, 32, 64)  # VGG16's depth and strides with fewer channels: fast on CPU
@@ -22,8 +23,9 @@ def rel_err(x, ref):
 
 
 def images(n, seed):
-  """n random float images [n, SIZE, SIZE, 3] (already "normalised")."""
-  return np.random.default_rng(seed).normal(size=(n, SIZE, SIZE, 3)).astype(np.float32)
+  """n random float images [n, SIZE, SIZE, 3], normalised: within ``NORMALISED_RANGE``."""
+  x = np.random.default_rng(seed).normal(size=(n, SIZE, SIZE, 3))
+  return np.clip(x, *NORMALISED_RANGE).astype(np.float32)
 
 
 def grad_errors(grads, ref):

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from coseg_jax import evaluate, metrics, models, train_lib, weights
+from coseg_jax import checkpoints, evaluate, metrics, models, train_lib, weights
 from coseg_jax.data import images
 from test_group import sharpened, uint8_images
 
@@ -47,9 +47,9 @@ def save_random_run(workdir, config, step=1):
   os.makedirs(workdir, exist_ok=True)
   train_lib.write_run_info(workdir, config)
   state = train_lib.create_state(config, models.build(config.model), jax.random.key(0))
-  latest, _ = train_lib.checkpoint_managers(workdir, config)
-  train_lib.save(latest, step, state, {})
-  latest.wait_until_finished()
+  manager = checkpoints.manager(workdir, config.train.keep_checkpoints)
+  checkpoints.save(manager, step, state, {})
+  checkpoints.finish(manager)
   return workdir
 
 
@@ -138,31 +138,35 @@ def test_resolve_modes():
     evaluate.resolve_modes("voc", ["pairwise"])
 
 
-def test_find_checkpoint_and_load_run(trained_run):
-  latest = evaluate.find_checkpoint(workdir=trained_run)
+def test_resolve_and_load_run(trained_run, tmp_path):
+  latest = checkpoints.resolve(trained_run)
   assert (latest.step, latest.run_dir) == (2, trained_run)
   assert latest.path == trained_run / "checkpoints" / "2"
-  step_one = evaluate.find_checkpoint(checkpoint=trained_run / "checkpoints" / "1")
-  assert (step_one.step, step_one.run_dir) == (1, trained_run)
-  best_step = next((trained_run / "best").iterdir())
-  best = evaluate.find_checkpoint(checkpoint=best_step)
-  assert best.run_dir == trained_run  # config.json two levels above best/<step>
-  assert evaluate.find_checkpoint(checkpoint=trained_run / "best").path == best_step
-  config, model, variables = evaluate.load_run(checkpoint=best_step)
+  assert checkpoints.resolve(trained_run / "checkpoints").path == latest.path
+  step_one = checkpoints.resolve(trained_run / "checkpoints" / "1")
+  assert (step_one.step, step_one.run_dir, step_one.steps) == (1, trained_run, (step_one.path,))
+  best = checkpoints.resolve(trained_run / "best")  # the validated step (the last one)
+  assert best.path == latest.path and best.run_dir == trained_run
+  config, model, variables = evaluate.load_run(checkpoint=trained_run / "best")
   assert config.model.attention == "csa" and list(config.model.encoder_widths) == [8, 8, 16, 16,
                                                                                     16]
   assert model.encoder_widths == (8, 8, 16, 16, 16)
-  assert set(variables) == {"params", "batch_stats"}
+  assert set(variables) == {"params", "batch_stats"}  # no optimizer state is read
   given = tiny_config(image_size=96)
   assert evaluate.load_run(workdir=trained_run, config=given)[0] is given
+  old_layout = tmp_path / "old"  # runs written before kept the best step in best/<step>
+  shutil.copytree(trained_run / "checkpoints" / "1", old_layout / "best" / "1")
+  shutil.copy(trained_run / "config.json", old_layout)
+  found = checkpoints.resolve(old_layout / "best")
+  assert (found.step, found.run_dir) == (1, old_layout)
 
 
 def test_load_run_errors_name_the_path(trained_run, tmp_path):
   missing = tmp_path / "nowhere"
-  with pytest.raises(FileNotFoundError, match=f"checkpoint not found: {missing}"):
+  with pytest.raises(checkpoints.CheckpointError, match=f"checkpoint not found: {missing}"):
     evaluate.load_run(workdir=missing)
   (tmp_path / "empty").mkdir()
-  with pytest.raises(FileNotFoundError, match="no checkpoint in .*empty"):
+  with pytest.raises(checkpoints.CheckpointError, match="no checkpoint in .*empty"):
     evaluate.load_run(checkpoint=tmp_path / "empty")
   copied = tmp_path / "copied" / "checkpoints" / "2"
   shutil.copytree(trained_run / "checkpoints" / "2", copied)
@@ -172,6 +176,9 @@ def test_load_run_errors_name_the_path(trained_run, tmp_path):
   wrong.model.encoder_widths = (8, 8, 16, 16, 32)
   with pytest.raises(weights.WeightFileError, match="(?s)copied/checkpoints/2.*config.model"):
     evaluate.load_run(checkpoint=copied, config=wrong)
+  (tmp_path / "notes.txt").write_text("x")
+  with pytest.raises(checkpoints.CheckpointError, match="notes.txt: a file must be a released"):
+    evaluate.load_run(checkpoint=tmp_path / "notes.txt")
 
 
 def mode_probs(model, variables, inputs):

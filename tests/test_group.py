@@ -160,3 +160,30 @@ def test_bad_groups_raise_clear_errors():
     segment_pairwise(model, variables, uint8_images(1))
   with pytest.raises(ValueError, match="chunk_size"):
     segment_group(model, variables, uint8_images(2), chunk_size=0)
+
+
+def test_wrong_pixel_values_are_refused_naming_the_image():
+  model = CoSegNet("ca", **SMALL)
+  variables = init_variables(model, jax.random.key(6), SIZE)
+  images = uint8_images(3)
+  unnormalised = images.astype(np.float32)  # 0..255 floats, not normalised
+  with pytest.raises(ValueError, match=r"image 0: float values in \[\d+, 2\d\d\] are outside the "
+                                       r"normalised range \[-2.12, 2.64\]"):
+    segment_group(model, variables, unnormalised)
+  with pytest.raises(ValueError, match="image 0: dtype int64 is neither uint8"):
+    segment_group(model, variables, images.astype(np.int64))
+  with pytest.raises(ValueError, match="image 0: dtype int64 is neither uint8"):
+    segment_group(model, variables, images.tolist())  # nested lists of numbers
+  normalised = preprocess(images)
+  normalised[1, 5, 7, 0] = np.nan
+  normalised[1, 9, 9, 2] = np.inf
+  with pytest.raises(ValueError, match="image 1: 2 NaN or infinite pixel values"):
+    segment_group(model, variables, normalised)
+  with pytest.raises(ValueError, match="image 1: 2 NaN or infinite"):
+    segment_pairwise(model, variables, normalised)
+  mixed = [images[0], images[1].astype(np.float32)]  # one uint8, one 0..255 float
+  with pytest.raises(ValueError, match="image 1: float values"):
+    segment_group(model, variables, mixed)
+  # uint8 keeps being preprocessed for you: the same masks as its normalised floats.
+  np.testing.assert_array_equal(segment_group(model, variables, images),
+                                segment_group(model, variables, preprocess(images)))

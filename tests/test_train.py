@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from coseg_jax import train_lib
+from coseg_jax import checkpoints, train_lib
 from coseg_jax.logging_utils import read_jsonl
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,7 +101,8 @@ def test_two_processes_equal_one_process(tmp_path, four_devices):
   steps = [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl") if "train_loss" in r]
   assert steps == list(range(1, EQUIVALENCE_STEPS + 1))
   assert len(os.listdir(tmp_path / "tensorboard")) == 1
-  assert json.loads((tmp_path / "config.json").read_text())["processes"] == 2
+  run_info = json.loads((tmp_path / "config.json").read_text())
+  assert run_info["processes"] == 2 and run_info["jax_version"] and run_info["orbax_version"]
   assert os.listdir(tmp_path / "checkpoints") == [str(EQUIVALENCE_STEPS)]
 
 
@@ -112,6 +113,8 @@ def test_resume_after_sigkill_is_exact(tmp_path_factory):
   assert not os.path.exists(killed / "final_state.npz")
   assert "2" in os.listdir(killed / "checkpoints")
   assert f"step {STEPS}" in run(killed, "--steps", STEPS)
+  steps = [r["step"] for r in read_jsonl(killed / "metrics.jsonl") if "train_loss" in r]
+  assert steps == list(range(1, STEPS + 1))  # one row per step, none replayed twice
   expected, resumed = final_state(uninterrupted), final_state(killed)
   assert expected.keys() == resumed.keys()
   for key in expected:  # params, BatchNorm statistics, Adam state, step and key: bit-exact
@@ -123,7 +126,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
   assert "loss is nan at step 3: training stopped" in output
   assert "the last good checkpoint (step 2) is intact" in output
   assert os.listdir(tmp_path / "checkpoints") == ["2"]
-  variables = train_lib.load_variables(tmp_path)  # the kept checkpoint still loads
+  _, variables = checkpoints.load_variables(checkpoints.resolve(tmp_path))  # still loads
   assert "encoder" in variables["params"]
 
 

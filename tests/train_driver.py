@@ -2,14 +2,15 @@
 
   python tests/train_driver.py --workdir W --steps N [--devices D]
       [--process-id I --num-processes P --port PORT] [--kill-after-checkpoint S]
-      [--nan-at-step S]
+      [--nan-at-step S] [--checkpoint-every C] [--allow-config-changes]
 
 Writes the final train state (params, batch_stats, opt_state, step, rng) to
 ``<workdir>/final_state.npz`` (process 0 only), keyed by pytree path.
 ``--kill-after-checkpoint S`` SIGKILLs the process from a watcher thread as soon as
 checkpoint S exists: a real crash in the middle of training, for the resume test.
 ``--nan-at-step S`` feeds step S a batch whose images are NaN (a corrupt input), so the
-loss becomes NaN at exactly that step, for the non-finite-loss test.
+loss becomes NaN at exactly that step, for the non-finite-loss test. A run stopped by
+SIGINT / SIGTERM exits with ``train_lib.Interrupted``'s code (130 / 143), as train.py does.
 """
 
 import argparse
@@ -85,6 +86,8 @@ def main():
   parser.add_argument("--learning-rate", type=float, default=0)
   parser.add_argument("--nan-at-step", type=int, default=0)
   parser.add_argument("--adam-eps", type=float, default=0)
+  parser.add_argument("--checkpoint-every", type=int, default=0)
+  parser.add_argument("--allow-config-changes", action="store_true")
   args = parser.parse_args()
   # Single-threaded kernels: runs then agree bit for bit even on a loaded machine.
   os.environ["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={args.devices} "
@@ -104,12 +107,18 @@ def main():
     config.train.learning_rate = args.learning_rate
   if args.adam_eps:
     config.train.adam_eps = args.adam_eps
+  if args.checkpoint_every:
+    config.train.checkpoint_every = args.checkpoint_every
   if args.nan_at_step:
     poison_train_batch(train_lib, args.nan_at_step)
   if args.kill_after_checkpoint:
     target = os.path.join(args.workdir, "checkpoints", str(args.kill_after_checkpoint))
     threading.Thread(target=kill_after, args=(target,), daemon=True).start()
-  state = train_lib.train_and_evaluate(config, args.workdir)
+  try:
+    state = train_lib.train_and_evaluate(config, args.workdir, args.allow_config_changes)
+  except train_lib.Interrupted as e:
+    print(e, flush=True)
+    sys.exit(e.exit_code)
   saved = {"params": state.params, "batch_stats": state.batch_stats,
            "opt_state": state.opt_state, "step": state.step, "rng": state.rng}
   flat = {jax.tree_util.keystr(path): np.asarray(leaf)

@@ -26,6 +26,8 @@ import time
 import numpy as np
 from PIL import Image
 
+from coseg_jax import cli
+
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 CATEGORIES = (  # (shape, RGB colour, texture); category k is CATEGORIES[k].
     ("disc", (225, 35, 35), "stripes"),
@@ -332,7 +334,12 @@ def main(argv=None):
   parser.add_argument("--groups", type=int, default=0, help="also score the oracle on groups")
   parser.add_argument("--group_size", type=int, default=8)
   parser.add_argument("--preview", default="", help="write a contact sheet PNG of 6 pairs here")
+  parser.add_argument("--debug", action="store_true", help=cli.DEBUG_HELP)
   args = parser.parse_args(argv)
+  cli.run(lambda: _main(args), args.debug)
+
+
+def _main(args):
   pairs = SyntheticPairs(args.pairs, args.image_size, args.num_categories, args.seed, args.split)
   start = time.perf_counter()
   jaccard = objectness_oracle_jaccard(pairs)

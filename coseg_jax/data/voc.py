@@ -31,6 +31,7 @@ import pathlib
 import numpy as np
 from PIL import Image
 
+from coseg_jax import cli
 from coseg_jax.data import images
 
 CLASS_NAMES = (
@@ -267,7 +268,12 @@ def main(argv=None):
   parser.add_argument("--out_dir", required=True, help="where to write {train,val,test}.txt")
   parser.add_argument("--split_seed", type=int, default=0, help="seed of the val/test split")
   parser.add_argument("--index_file", default="", help="JSON cache of per-image class sets")
+  parser.add_argument("--debug", action="store_true", help=cli.DEBUG_HELP)
   args = parser.parse_args(argv)
+  cli.run(lambda: _main(args), args.debug)
+
+
+def _main(args):
   counts = export_pairs(args.root, args.out_dir, split_seed=args.split_seed,
                         cache_file=args.index_file or None)
   paper = {"train": "over 160k", "val": "46,973", "test": "37,700"}
