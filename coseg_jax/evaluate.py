@@ -36,15 +36,14 @@ import numpy as np
 from PIL import Image
 
 from coseg_jax import group, metrics, models, train_lib, weights
+from coseg_jax.constants import STRIDE, THRESHOLD
 from coseg_jax.data import pipeline
-from coseg_jax.models.coseg import STRIDE
 
 PAIR_MODES = ("pairs", "pairs_all_foreground")
 BASELINE_MODES = ("all_foreground", "center_box")
 GROUP_MODES = ("pairwise", "group_mean", "group_min") + BASELINE_MODES
 MODES = PAIR_MODES + GROUP_MODES
 DEFAULT_MODES = {"voc": PAIR_MODES, "synthetic": MODES, "folder": GROUP_MODES}
-THRESHOLD = 0.5
 RELEASED_IMAGE_SIZE = 512  # the released reference checkpoints were trained at 512x512
 
 

@@ -31,8 +31,9 @@ import numpy as np
 from coseg_jax import evaluate, group, pictures, plots
 from coseg_jax.data import folders, images
 from coseg_jax.data.pipeline import resize_image
+from coseg_jax.models import CoSegNet
 from coseg_jax.models.attention import REDUCTIONS
-from coseg_jax.models.coseg import STRIDE
+from coseg_jax.constants import STRIDE, THRESHOLD
 
 SHEET_CELL = 160
 
@@ -69,10 +70,10 @@ def load_inputs(files, image_size):
 
 
 def spatial_attention(model, variables, inputs, chunk_size=8):
-  """(sigmoid of the channel mean of pool5 [N, h, w], channel attention [N, C]) of every image."""
+  """(the model's spatial attention alpha^s [N, h, w], channel attention [N, C]) of every image."""
   features, alphas = group.group_attention(model, variables, inputs, chunk_size)
-  f = np.concatenate([np.asarray(chunk, np.float32) for chunk in features])[:len(alphas)]
-  return 1 / (1 + np.exp(-f.mean(axis=-1))), alphas
+  heat = [model.apply(variables, f, method=CoSegNet.spatial_attention)[..., 0] for f in features]
+  return np.concatenate([np.asarray(h, np.float32) for h in heat])[:len(alphas)], alphas
 
 
 def pca_2d(vectors):
@@ -94,7 +95,7 @@ def write_group(out_dir, files, probs, heat=None):
   thumbs, captions = [], []
   for n, path in enumerate(files):
     image = images.read_image(path)
-    mask = evaluate.to_original_size(probs[n], image.shape[:2]) > evaluate.THRESHOLD
+    mask = evaluate.to_original_size(probs[n], image.shape[:2]) > THRESHOLD
     pictures.save(out_dir / f"{path.stem}_mask.png", pictures.mask_image(mask))
     shown = pictures.overlay(image, mask)
     pictures.save(out_dir / f"{path.stem}_overlay.png", shown)

@@ -10,6 +10,7 @@ then reads its own slice of every global batch.
 
 import dataclasses
 import functools
+import importlib.metadata
 import json
 import os
 import time
@@ -26,6 +27,7 @@ import tqdm
 
 import coseg_jax
 from coseg_jax import losses, metrics, models, weights
+from coseg_jax.constants import DATASETS, STRIDE
 from coseg_jax.data import pipeline
 from coseg_jax.feature_cache import FeatureCache
 from coseg_jax.logging_utils import MetricWriter
@@ -54,10 +56,9 @@ def validate_config(config):
   checks = [
       ("model.attention", config.model.attention in ATTENTIONS, sorted(ATTENTIONS)),
       ("model.dtype", config.model.dtype in models.DTYPES, sorted(models.DTYPES)),
-      ("data.dataset", config.data.dataset in ("voc", "folder", "synthetic"),
-       "voc | folder | synthetic"),
-      ("data.image_size", config.data.image_size > 0 and config.data.image_size % 32 == 0,
-       "a positive multiple of 32"),
+      ("data.dataset", config.data.dataset in DATASETS, " | ".join(DATASETS)),
+      ("data.image_size", config.data.image_size > 0 and config.data.image_size % STRIDE == 0,
+       f"a positive multiple of {STRIDE}"),
       ("batch_size", config.batch_size > 0, "a positive integer"),
       ("train.num_steps", config.train.num_steps > 0, "a positive integer"),
       ("train.learning_rate", config.train.learning_rate > 0, "a positive number"),
@@ -271,11 +272,26 @@ def evaluate(evaluate_step, variables, batches, sharding, max_batches=0):
           "mean_image_jaccard": float(per_image["jaccard"].mean()), "images": len(c["union"])}
 
 
+# the packages whose versions a run records besides coseg_jax's (distribution names)
+RECORDED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain")
+
+
+def package_versions():
+  """{package: installed version, or None when it is not installed}."""
+  versions = {"coseg_jax": coseg_jax.__version__}
+  for name in RECORDED_PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = None
+  return versions
+
+
 def write_run_info(workdir, config):
   with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump({"config": config.to_dict(), "coseg_jax_version": coseg_jax.__version__,
-               "jax_version": jax.__version__, "devices": jax.device_count(),
-               "processes": jax.process_count()}, f, indent=2, default=str)
+    json.dump({"config": config.to_dict(), "versions": package_versions(),
+               "devices": jax.device_count(), "processes": jax.process_count()},
+              f, indent=2, default=str)
 
 
 def _check_finite(loss, step, latest):

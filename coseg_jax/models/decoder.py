@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from coseg_jax.models.conv import conv_general_dilated
+from coseg_jax.models.norm import BatchNorm
 
 PAPER_DECODER_WIDTHS = (256, 128, 64, 32)
 
@@ -38,8 +39,7 @@ class Decoder(nn.Module):
       x = nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
                   conv_general_dilated=conv_general_dilated, name=f"conv_{i}")(x)
       x = nn.relu(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                       dtype=self.dtype, name=f"bn_{i}")(x)
+      x = BatchNorm(use_running_average=not train, dtype=self.dtype, name=f"bn_{i}")(x)
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = upsample2x(x)
     x = nn.Conv(self.num_classes, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
