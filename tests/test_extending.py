@@ -54,14 +54,14 @@ def test_a_custom_reduction_leaving_one_out_sees_the_other_images():
 
 def test_mask_sensitivity_forward_equals_reverse_and_finite_differences(page):
   foreground, alpha_g, c = page["foreground"], page["alpha_g"], page["c"]
-  np.testing.assert_array_equal(page["probs"] > 0.5,
-                                segment_group(page["model"], page["variables"], page["group"]))
-  np.testing.assert_allclose(page["dprobs"][0].mean(), page["sensitivity"][c], rtol=1e-4)
-  eps = 1e-2
+  _, probs = segment_group(page["model"], page["variables"], page["group"], return_probs=True)
+  np.testing.assert_allclose(page["probs"], probs, atol=1e-5)
+  np.testing.assert_allclose(page["dprobs"][0].mean(), page["sensitivity"][c], rtol=1e-3)
+  eps = 1e-3
   step = jnp.eye(alpha_g.size)[c] * eps
   finite = (foreground(alpha_g + step) - foreground(alpha_g - step)) / (2 * eps)
-  np.testing.assert_allclose(page["dprobs"], finite, atol=1e-3 * float(jnp.abs(finite).max()))
-  assert float(jnp.abs(page["dprobs"]).max()) > 0
+  assert float(jnp.abs(finite).max()) > 1e-4  # the masks do depend on channel c
+  np.testing.assert_allclose(page["dprobs"], finite, atol=1e-2 * float(jnp.abs(finite).max()))
 
 
 def test_custom_learner_is_trained_and_used(page):
