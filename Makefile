@@ -1,6 +1,8 @@
 # Two commands set everything up on a fresh machine (see README):
 #   make demo   creates .venv, installs the project, trains the demo on embedded synthetic data
 #   make test   creates .venv, installs the project, runs the tests
+#   make test-fast  the tests not marked slow (no subprocesses, no training runs): minutes
+#   make lint   ruff check
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -19,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q $(TORCH) -e '.[$(EXTRAS)]'
 	touch $@
 
-.PHONY: install demo test
+.PHONY: install demo test test-fast lint
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -28,3 +30,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not slow"
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .

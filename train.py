@@ -1,54 +1,7 @@
-"""Trains CoSegNet.
+"""Trains CoSegNet: ``python train.py --help``, the same as the ``coseg-train`` command
+(coseg_jax/train_main.py)."""
 
-  python train.py --config configs/csa.py --workdir runs/csa [--config.batch_size=8 ...]
-
-Resumes from the newest intact checkpoint in --workdir, with the run's own config: a
-restart whose config differs is refused naming the keys (``--allow_config_changes``
-lets a resumed run change the keys of ``coseg_jax.workdir.SAFE_CHANGES``, such as
-train.num_steps). One training at a time holds the workdir. Ctrl-C or SIGTERM
-finishes the current step, saves it and exits with 130 or 143; rerun to resume.
-Errors print one line (``--debug`` shows the traceback). On several hosts, start the
-same command on every host with --multihost (jax.distributed.initialize reads the
-coordinator address, process count and id from the environment or the cluster).
-"""
-
-import sys
-
-from absl import app, flags
-from ml_collections import config_flags
-
-from coseg_jax import cli, logging_utils
-
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
-                                lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and pictures.")
-flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() before training.")
-flags.DEFINE_bool("allow_config_changes", False, "Resume although safe keys of the config "
-                  "(train.num_steps, log/eval/checkpoint intervals, ...) differ from the run's.")
-flags.DEFINE_bool("debug", False, cli.DEBUG_HELP)
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging_utils.default_to_warnings()
-  cli.run(train, FLAGS.debug)
-
-
-def train():
-  import jax  # pylint: disable=g-import-not-at-top
-  from coseg_jax import train_lib  # pylint: disable=g-import-not-at-top
-  config = FLAGS.config  # loads the config file: a bad file or key fails here
-  if FLAGS.multihost:
-    jax.distributed.initialize()
-  try:
-    train_lib.train_and_evaluate(config, FLAGS.workdir, FLAGS.allow_config_changes)
-  except train_lib.Interrupted as e:
-    print(e, file=sys.stderr)
-    sys.exit(e.exit_code)
-
+from coseg_jax.train_main import run
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_absl_flags)
+  run()

@@ -40,7 +40,7 @@ import jax
 from jax import lax
 import numpy as np
 
-from bench.common import machine_info, print_table, write_json
+from bench.common import print_table, write_json
 from coseg_jax import losses, models, train_lib
 from configs import default as default_config
 # pylint: enable=g-import-not-at-top,wrong-import-position

@@ -40,8 +40,8 @@ from PIL import Image
 import tqdm
 
 from coseg_jax import checkpoints, eval_steps, group, metrics, models, sod_metrics, weights
+from coseg_jax.constants import STRIDE, THRESHOLD
 from coseg_jax.data import folders, pipeline
-from coseg_jax.models.coseg import STRIDE
 from coseg_jax.parallel import Sharding, build_data
 
 PAIR_MODES = ("pairs", "pairs_all_foreground")
@@ -49,7 +49,6 @@ BASELINE_MODES = ("all_foreground", "center_box")
 GROUP_MODES = ("pairwise", "group_mean", "group_min") + BASELINE_MODES
 MODES = PAIR_MODES + GROUP_MODES
 DEFAULT_MODES = {"voc": PAIR_MODES, "synthetic": MODES, "folder": GROUP_MODES}
-THRESHOLD = 0.5
 RELEASED_IMAGE_SIZE = 512  # the released reference checkpoints were trained at 512x512
 
 

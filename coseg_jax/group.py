@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from coseg_jax.constants import THRESHOLD
 from coseg_jax.models.attention import reduce_group
 from coseg_jax.models.coseg import CoSegNet, check_images
 from coseg_jax.preprocessing import NORMALISED_RANGE, preprocess
@@ -131,7 +132,8 @@ def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_o
     images: N images of one shape [H, W, 3], H and W multiples of 32; uint8 RGB is
       preprocessed, float must be torchvision-normalised already (``as_group`` refuses
       other dtypes, values outside the normalised range and non-finite pixels).
-    reduce: "mean" (Group Average Attention) or "min" (Group Minimum Attention).
+    reduce: "mean" (Group Average Attention), "min" (Group Minimum Attention) or a
+      function [M, C] attentions -> [C] context attention (see ``reduce_group``).
     chunk_size: images per compiled call; bounds device memory.
     leave_one_out: attend image i with the reduction over the other images.
     return_probs: also return the foreground probabilities.
@@ -148,7 +150,7 @@ def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_o
                      _pad(context[start:stop], chunk_size))
     probs.append(np.asarray(p)[:stop - start])
   probs = np.concatenate(probs)
-  return (probs > 0.5, probs) if return_probs else probs > 0.5
+  return (probs > THRESHOLD, probs) if return_probs else probs > THRESHOLD
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -176,7 +178,7 @@ def segment_pairwise(model, variables, images, chunk_size=8, return_probs=False,
   pairwise = _decoded_pairs if encode_once else _pair_model_pairs
   total = pairwise(model, variables, images, chunk_size)
   probs = (total / (n - 1)).astype(np.float32)
-  return (probs > 0.5, probs) if return_probs else probs > 0.5
+  return (probs > THRESHOLD, probs) if return_probs else probs > THRESHOLD
 
 
 def _pair_model_pairs(model, variables, images, chunk_size):

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import optax
 
-IGNORE = 255  # void pixels (VOC borders): no loss, not counted by the metrics
+from coseg_jax.constants import IGNORE
 
 
 def cross_entropy(logits, labels, foreground_weight=1.0):

@@ -16,7 +16,8 @@ An image whose prediction and ground truth are both empty has Jaccard 1.
 
 import numpy as np
 
-IGNORE = 255
+from coseg_jax.constants import IGNORE
+
 COUNTS = ("intersection", "union", "correct", "counted")
 
 

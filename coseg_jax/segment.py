@@ -36,8 +36,9 @@ import tqdm
 from coseg_jax import cli, evaluate, group, pictures, plots
 from coseg_jax.data import folders, images
 from coseg_jax.data.pipeline import resize_image
+from coseg_jax.models import CoSegNet
 from coseg_jax.models.attention import REDUCTIONS
-from coseg_jax.models.coseg import STRIDE
+from coseg_jax.constants import STRIDE, THRESHOLD
 
 SHEET_CELL = 160
 
@@ -94,10 +95,10 @@ def load_inputs(files, image_size):
 
 
 def spatial_attention(model, variables, inputs, chunk_size=8):
-  """(sigmoid of the channel mean of pool5 [N, h, w], channel attention [N, C]) of every image."""
+  """(the model's spatial attention alpha^s [N, h, w], channel attention [N, C]) of every image."""
   features, alphas = group.group_attention(model, variables, inputs, chunk_size)
-  f = np.concatenate([np.asarray(chunk, np.float32) for chunk in features])[:len(alphas)]
-  return 1 / (1 + np.exp(-f.mean(axis=-1))), alphas
+  heat = [model.apply(variables, f, method=CoSegNet.spatial_attention)[..., 0] for f in features]
+  return np.concatenate([np.asarray(h, np.float32) for h in heat])[:len(alphas)], alphas
 
 
 def pca_2d(vectors):
@@ -120,7 +121,7 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False):
   for n, path in enumerate(files):
     image = images.read_image(path)
     soft = evaluate.to_original_size(probs[n], image.shape[:2])
-    mask = soft > evaluate.THRESHOLD
+    mask = soft > THRESHOLD
     pictures.save(out_dir / f"{path.stem}_mask.png", pictures.mask_image(mask))
     if save_probs:
       pictures.save(out_dir / f"{path.stem}_prob.png", pictures.probability_image(soft))

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from coseg_jax import weights
-from coseg_jax.losses import IGNORE
+from coseg_jax.constants import IGNORE
 from coseg_jax.models.attention import REDUCTIONS
 from coseg_jax.models.decoder import PAPER_DECODER_WIDTHS
 from coseg_jax.models.vgg import VGG16_LAYOUT, VGG16_WIDTHS, conv_channels

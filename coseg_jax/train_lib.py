@@ -15,6 +15,7 @@ the current step, save it and raise ``Interrupted`` (exit code 128 + signal numb
 """
 
 import functools
+import importlib.metadata
 import os
 import signal
 import sys
@@ -30,6 +31,7 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 
+import coseg_jax
 from coseg_jax import checkpoints, eval_steps, feature_cache, losses, metrics, models, weights
 from coseg_jax import workdir as workdir_lib
 from coseg_jax.data import pipeline, views
@@ -212,12 +214,9 @@ def compile_steps(model, config, sharding):
 
 # ----------------------------------------------------------------------------- loop
 def versions():
-  """The versions of the libraries a run was trained with, for its config.json."""
-  import grain  # pylint: disable=g-import-not-at-top
-  return {"jax_version": jax.__version__, "flax_version": flax.__version__,
-          "optax_version": optax.__version__, "orbax_version": ocp.__version__,
-          "grain_version": getattr(grain, "__version__", "unknown"),
-          "devices": jax.device_count(), "processes": jax.process_count()}
+  """The versions of the libraries a run was trained with, and its devices, for config.json."""
+  return {"versions": package_versions(), "devices": jax.device_count(),
+          "processes": jax.process_count()}
 
 
 def build_view_pairs(config, model, variables):
@@ -232,6 +231,21 @@ def build_view_pairs(config, model, variables):
                            shared=data.view_shared,
                            shard_index=jax.process_index(),
                            shard_count=jax.process_count())
+
+
+# the packages whose versions a run records besides coseg_jax's (distribution names)
+RECORDED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain")
+
+
+def package_versions():
+  """{package: installed version, or None when it is not installed}."""
+  versions = {"coseg_jax": coseg_jax.__version__}
+  for name in RECORDED_PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = None
+  return versions
 
 
 def write_run_info(workdir, config, allow_config_changes=False):

@@ -50,7 +50,8 @@ def test_kernel_gradient_is_independent_of_the_band_size(block_elements):
   g = jnp.asarray(rng.normal(size=(3, 8, 8, 5)), jnp.float32)
   padding = ((1, 1), (1, 1))
   got = conv.kernel_gradient(x, g, (3, 3), padding, block_elements=block_elements)
-  want = conv._xla_kernel_gradient(x, g, (3, 3), padding)  # pylint: disable=protected-access
+  w = jnp.zeros((3, 3, 4, 5), jnp.float32)
+  want = jax.vjp(lambda w: lax_conv(x, w, padding), w)[1](g)[0]
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -88,3 +89,51 @@ def test_max_pool_values_and_gradient_match_flax_with_ties():
 def test_odd_sized_max_pool_is_flax_max_pool():
   x = jnp.arange(2 * 5 * 7 * 1, dtype=jnp.float32).reshape(2, 5, 7, 1)
   np.testing.assert_array_equal(conv.max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))
+
+
+@pytest.mark.parametrize("c_in,c_out,k,padding", CASES[:2] + CASES[3:4])
+def test_forward_mode_matches_lax_and_reverse_mode(c_in, c_out, k, padding):
+  """jvp, linearize and jacfwd (a vmap of the tangents) through the conv and the max-pool."""
+  rng = np.random.default_rng(c_in + 10)
+  x = jnp.asarray(rng.normal(size=(2, 12, 10, c_in)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(k, k, c_in, c_out)), jnp.float32)
+  dx, dw = (jnp.asarray(rng.normal(size=a.shape), jnp.float32) for a in (x, w))
+
+  def fast(x, w):
+    y = conv.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NHWC)
+    return conv.max_pool_2x2(jnp.tanh(y[:, :y.shape[1] // 2 * 2, :y.shape[2] // 2 * 2]))
+
+  def reference(x, w):
+    y = lax_conv(x, w, padding)
+    return nn.max_pool(jnp.tanh(y[:, :y.shape[1] // 2 * 2, :y.shape[2] // 2 * 2]), (2, 2),
+                       strides=(2, 2))
+  _, tangent = jax.jvp(fast, (x, w), (dx, dw))
+  _, want = jax.jvp(reference, (x, w), (dx, dw))
+  np.testing.assert_allclose(tangent, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+  np.testing.assert_allclose(jax.linearize(fast, x, w)[1](dx, dw), tangent, rtol=1e-5,
+                             atol=1e-5 * np.abs(want).max())
+  cotangent = jnp.asarray(rng.normal(size=tangent.shape), jnp.float32)
+  gx, gw = grads(fast, x, w, cotangent)
+  np.testing.assert_allclose(jnp.vdot(gx, dx) + jnp.vdot(gw, dw), jnp.vdot(tangent, cotangent),
+                             rtol=1e-4)
+  jacobian = jax.jacfwd(fast, argnums=1)(x, w)
+  np.testing.assert_allclose(jnp.tensordot(jacobian, dw, w.ndim),
+                             jax.jvp(fast, (x, w), (jnp.zeros_like(x), dw))[1], rtol=1e-4,
+                             atol=1e-4)
+
+
+def test_second_order_derivatives_under_lax_autodiff():
+  rng = np.random.default_rng(7)
+  x = jnp.asarray(rng.normal(size=(1, 8, 8, 2)), jnp.float32)
+  w1 = jnp.asarray(rng.normal(size=(3, 3, 2, 3)), jnp.float32)
+  w2 = jnp.asarray(rng.normal(size=(3, 3, 3, 2)), jnp.float32)
+  same = ((1, 1), (1, 1))
+
+  def net(conv_fn, pool, w1, w2):
+    return jnp.sum(jnp.tanh(conv_fn(pool(jnp.tanh(conv_fn(x, w1, same))), w2, same)))
+  with conv.lax_autodiff():
+    hessian = jax.hessian(lambda w1: net(lambda x, w, p: conv.conv_general_dilated(
+        x, w, (1, 1), p, dimension_numbers=NHWC), conv.max_pool_2x2, w1, w2))(w1)
+  want = jax.hessian(lambda w1: net(lax_conv, lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)),
+                                    w1, w2))(w1)
+  np.testing.assert_allclose(hessian, want, rtol=1e-4, atol=1e-5)

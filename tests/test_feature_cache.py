@@ -25,6 +25,7 @@ def frozen_config(cache):
   return config
 
 
+@pytest.mark.slow
 def test_cached_training_equals_uncached(tmp_path):
   config = frozen_config(True)
   initial = train_lib.create_state(config, train_lib.models.build(config.model),

@@ -8,8 +8,7 @@ from coseg_jax import CoSegNet, init_variables, preprocess, segment_group, segme
 from coseg_jax import group
 from coseg_jax.models.attention import reduce_group
 
-SIZE = 64
-SMALL = dict(encoder_widths=(8, 8, 16, 16, 16), decoder_widths=(16, 8, 8, 8))
+from tiny import SIZE, SMALL
 
 
 def uint8_images(n, seed=0):

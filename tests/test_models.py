@@ -12,13 +12,7 @@ from coseg_jax.models.decoder import UpsampleConv, upsample2x
 import flax.linen as nn
 from coseg_jax.models.vgg import conv_indices
 
-SIZE = 64
-SMALL = dict(encoder_widths=(8, 8, 16, 16, 16), decoder_widths=(16, 8, 8, 8))
-
-
-def images(seed, n=2, size=SIZE):
-  rng = np.random.RandomState(seed)
-  return preprocess(rng.randint(0, 256, (n, size, size, 3)).astype(np.uint8))
+from tiny import SIZE, SMALL, images
 
 
 @functools.cache
@@ -108,6 +102,13 @@ def test_csa_equations():
                          method=lambda m, f, a: m.learner.attend(f, a))
   spatial = jax.nn.sigmoid(f[:1].mean(axis=-1, keepdims=True))
   np.testing.assert_allclose(attended, alpha[1][None, None, None] * spatial * f[:1], rtol=1e-5)
+  # the pair forward sows alpha^s of both images; the model's spatial_attention is the same map
+  _, state = model.apply(variables, x[:1], x[1:], mutable=["intermediates"])
+  sown, = state["intermediates"]["learner"]["spatial_attention"]
+  both = jax.nn.sigmoid(f.mean(axis=-1, keepdims=True))
+  np.testing.assert_allclose(sown, both, rtol=1e-5)
+  np.testing.assert_allclose(model.apply(variables, f, method=CoSegNet.spatial_attention), both,
+                             rtol=1e-5)
 
 
 def test_none_ignores_the_other_image(small):

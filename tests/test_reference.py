@@ -108,6 +108,7 @@ def test_variables_round_trip_through_the_twin(checkpoint, variables):
       assert torch.equal(value, reference[key]), key
 
 
+@pytest.mark.slow
 def test_port_cli_writes_a_torch_free_npz(checkpoint, variables, tmp_path, monkeypatch):
   out = tmp_path / "reference_ca.npz"
   monkeypatch.setattr(weights, "reference_model", lambda: MODEL)  # the test's narrow VGG16

@@ -6,7 +6,8 @@ import pytest
 
 from coseg_jax import pictures, segment
 from coseg_jax.data import images
-from test_evaluate import save_random_run, tiny_config
+from test_evaluate import save_random_run
+from tiny import tiny_config
 
 CELL = segment.SHEET_CELL
 

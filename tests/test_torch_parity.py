@@ -146,6 +146,7 @@ def test_real_vgg16_pool5_matches(data_dir, vgg16_path):
   assert rel_err(features, expected) < TOL
 
 
+@pytest.mark.slow
 def test_import_coseg_jax_does_not_import_torch():
   code = ("import sys, coseg_jax, coseg_jax.weights, coseg_jax.port_weights; "
           "assert 'torch' not in sys.modules, 'torch was imported'")

@@ -20,25 +20,17 @@ import sys
 import threading
 import time
 
+import tiny
+
 
 def tiny_config(steps):
-  from configs import default  # pylint: disable=g-import-not-at-top
-  config = default.get_config()
+  """tests/tiny.py's config, in batches of 4 pairs (they divide over 4 devices), with
+  dropout (exercises the per-step dropout key) and a checkpoint every 2 steps."""
+  config = tiny.tiny_config(num_pairs=8, prefetch=2)
   config.seed = 3
   config.batch_size = 4
-  config.model.attention = "csa"
-  config.model.encoder_widths = (8, 8, 16, 16, 16)
-  config.model.decoder_widths = (16, 8, 8, 8)
-  config.model.dropout_rate = 0.3  # exercises the per-step dropout key
-  config.data.dataset = "synthetic"
-  config.data.image_size = 64
-  config.data.num_pairs = 8
-  config.data.num_threads = 1
-  config.data.prefetch = 2
+  config.model.dropout_rate = 0.3
   config.train.num_steps = steps
-  config.train.learning_rate = 1e-3
-  config.train.log_every = 1
-  config.train.eval_every = 0
   config.train.checkpoint_every = 2
   return config
 

@@ -23,7 +23,6 @@ import pathlib
 
 import numpy as np
 from PIL import Image
-from PIL import ImageOps
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})

@@ -36,14 +36,13 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from coseg_jax.constants import DATASETS, IGNORE
 from coseg_jax.data import folders
 from coseg_jax.data import synthetic
 from coseg_jax.data import voc
 from coseg_jax.preprocessing import preprocess
 
-DATASETS = ("synthetic", "voc", "folder", "tfds")
 SPLITS = ("train", "val", "test")
-IGNORE = 255
 
 
 def default_config():

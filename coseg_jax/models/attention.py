@@ -19,6 +19,11 @@ def global_average_pool(f):
   return jnp.mean(f, axis=(1, 2))
 
 
+def spatial_attention(f):
+  """alpha^s = sigmoid(mean over channels of f), eq. (10)–(11): NHWC f -> [B, H, W, 1]."""
+  return nn.sigmoid(jnp.mean(f, axis=-1, keepdims=True))
+
+
 def scale_channels(f, alpha):
   """alpha (.) f with alpha [B, C] broadcast over H, W."""
   return f * alpha[:, None, None, :].astype(f.dtype)
@@ -67,13 +72,11 @@ class ChannelSpatialAttention(ChannelAttention):
   alpha^s = sigmoid(mean over channels of f) (eq. 10–11) is always the image's own.
   """
 
-  def spatial(self, f):
-    """alpha^s, eq. (10)–(11): [B, H, W, 1]."""
-    return nn.sigmoid(jnp.mean(f, axis=-1, keepdims=True))
-
   def attend(self, f, alpha):
-    """Eq. (12)–(13)."""
-    return scale_channels(f, alpha) * self.spatial(f)
+    """Eq. (12)–(13); alpha^s is sown as ("intermediates", "spatial_attention")."""
+    spatial = spatial_attention(f)
+    self.sow("intermediates", "spatial_attention", spatial)
+    return scale_channels(f, alpha) * spatial
 
 
 class MLPChannelAttention(ChannelAttention):
@@ -125,8 +128,10 @@ def reduce_group(alphas, reduce="mean", leave_one_out=False):
 
   Args:
     alphas: [N, C] attention of every image of the group.
-    reduce: "mean" (Group Average Attention, Algorithm 1) or "min" (Group Minimum
-      Attention, §4.4: only channels active in every image survive).
+    reduce: "mean" (Group Average Attention, Algorithm 1), "min" (Group Minimum
+      Attention, §4.4: only channels active in every image survive), or a function of
+      your own mapping the [M, C] attentions of M images to one [C] context attention
+      (numpy or jax.numpy; docs/extending.md has an example).
     leave_one_out: if True, image i gets the reduction over the *other* images only,
       so a group of two equals the pair forward. A group of one has no other image
       and falls back to its own attention.
@@ -134,13 +139,15 @@ def reduce_group(alphas, reduce="mean", leave_one_out=False):
   Returns:
     float32 numpy [N, C]; all rows are equal unless ``leave_one_out``.
   """
-  if reduce not in REDUCTIONS:
-    raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+  if not callable(reduce) and reduce not in REDUCTIONS:
+    raise ValueError(f"reduce must be one of {REDUCTIONS} or a function, got {reduce!r}")
   alphas = np.asarray(alphas, np.float64)
   n = alphas.shape[0]
   if n == 0:
     raise ValueError("cannot reduce the attention of an empty group")
-  if reduce == "mean":
+  if callable(reduce):
+    context = _reduce_with(reduce, alphas, leave_one_out)
+  elif reduce == "mean":
     total = alphas.sum(axis=0, keepdims=True)
     context = (total - alphas) / (n - 1) if leave_one_out and n > 1 else total / n
   elif not leave_one_out or n == 1:
@@ -150,3 +157,17 @@ def reduce_group(alphas, reduce="mean", leave_one_out=False):
     is_argmin = np.arange(n)[:, None] == alphas.argmin(axis=0)[None, :]
     context = np.where(is_argmin, second, smallest)
   return np.broadcast_to(context, alphas.shape).astype(np.float32)
+
+
+def _reduce_with(reduce, alphas, leave_one_out):
+  """``reduce`` [M, C] -> [C] applied to the group (or, leaving one out, to the others)."""
+  n, channels = alphas.shape
+  if leave_one_out and n > 1:
+    groups = [np.delete(alphas, i, axis=0) for i in range(n)]
+  else:
+    groups = [alphas]
+  context = np.stack([np.asarray(reduce(group), np.float64) for group in groups])
+  if context.shape != (len(groups), channels):
+    raise ValueError(f"reduce {getattr(reduce, '__name__', reduce)!r} must map [M, {channels}] "
+                     f"attentions to [{channels}], got shape {context.shape[1:]}")
+  return context

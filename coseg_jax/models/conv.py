@@ -21,23 +21,53 @@ only (``lax.platform_dependent``); on GPUs and TPUs the gradients are XLA's own.
   order, the element ``select_and_scatter`` (and torch's MaxPool2d) picks, with
   elementwise operations only.
 
+Forward and reverse mode. Both operations are ``jax.custom_jvp`` functions whose tangent
+is linear in the input tangents; the parts with a fast gradient are ``linear_call``s
+whose declared transpose is that gradient. Forward mode (``jax.jvp``, ``jax.linearize``,
+``jax.jacfwd``) evaluates the tangents (XLA convolutions, elementwise selects); reverse
+mode transposes them and so runs the fast gradients above, compiled to the same program
+as a ``custom_vjp`` would give. JAX's ``linear_call`` cannot be differentiated with
+respect to its non-linear operand, so second-order derivatives through a fast gradient
+(``jax.hessian``, grad of grad with respect to earlier layers) need ``lax_autodiff()``,
+which traces the plain lax/flax operations instead.
+
 Anything other than an NHWC/HWIO 2-D convolution with unit strides and dilations, one
 feature group and "VALID" or explicit padding of at most k - 1 falls back to
 ``lax.conv_general_dilated``.
 """
 
+import contextlib
+import contextvars
 import functools
 
 import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
+from jax._src import custom_derivatives  # linear_call_p, to batch it
+from jax.custom_derivatives import SymbolicZero, linear_call
+from jax.extend.core import jaxpr_as_fun
+from jax.interpreters import batching
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 # Elements of one operand's band of rows in kernel_gradient (1 MiB of float32, this CPU's L2
 # per core). Bands of 100k–400k elements measured best, within ~10% of each other; whole
 # images (0.4–3.2M elements) up to 1.3x slower, the whole batch at once up to 2.7x.
 BLOCK_ELEMENTS = 2**18
+
+
+_LAX_AUTODIFF = contextvars.ContextVar("lax_autodiff", default=False)
+
+
+@contextlib.contextmanager
+def lax_autodiff():
+  """Within it, models traced use lax convolutions and flax max-pooling (XLA's own
+  gradients, no fast paths): for second-order derivatives. Trace (jit) inside it."""
+  token = _LAX_AUTODIFF.set(True)
+  try:
+    yield
+  finally:
+    _LAX_AUTODIFF.reset(token)
 
 
 def _is_nhwc(dimension_numbers, ndim):
@@ -61,14 +91,44 @@ def _conv(x, w, padding):
   return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_NHWC)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def conv2d(x, w, padding):
   """Stride-1 NHWC x HWIO convolution with explicit ``padding`` ((top, bottom), (left, right))."""
   return _conv(x, w, padding)
 
 
-def _conv2d_fwd(x, w, padding):
-  return _conv(x, w, padding), (x, w)
+def _conv2d_jvp(padding, primals, tangents):
+  """dy = conv(dx, w) + conv(x, dw), both linear in the tangents. The first term is lax's
+  (its transpose, the input gradient, is the transposed convolution XLA's autodiff emits);
+  the second is a ``linear_call`` whose transpose is ``kernel_gradient`` on the CPU, so
+  reverse mode, which transposes the tangent map, reaches the fast kernel gradient."""
+  x, w = primals
+  dx, dw = tangents
+  y = _conv(x, w, padding)
+  terms = []
+  if not isinstance(dx, SymbolicZero):
+    terms.append(_conv(dx, w, padding))
+  if not isinstance(dw, SymbolicZero):
+    terms.append(linear_call(functools.partial(_conv, padding=padding),
+                             functools.partial(_kernel_gradient_t, padding=padding), x, dw))
+  return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
+
+
+def _kernel_gradient_t(x, g, padding):
+  """The transpose of dw -> conv(x, dw): ``kernel_gradient`` on the CPU, XLA's elsewhere."""
+  (pt, pb), (pl, pr) = padding
+  kernel_shape = (x.shape[1] + pt + pb - g.shape[1] + 1, x.shape[2] + pl + pr - g.shape[2] + 1)
+  dw = jax.ShapeDtypeStruct(kernel_shape + (x.shape[-1], g.shape[-1]), x.dtype)
+
+  def xla(x, g):
+    return jax.linear_transpose(lambda w: _conv(x, w, padding), dw)(g)[0]
+
+  def cpu(x, g):
+    return kernel_gradient(x, g, kernel_shape, padding).astype(x.dtype)
+  return lax.platform_dependent(x, g, cpu=cpu, default=xla)
+
+
+conv2d.defjvp(_conv2d_jvp, symbolic_zeros=True)
 
 
 def block_rows(rows, width, channels, target=None):
@@ -127,30 +187,6 @@ def kernel_gradient(x, g, kernel_shape, padding, block_elements=None):
   return lax.scan(body, total, jnp.arange(batch * blocks))[0]
 
 
-def _xla_kernel_gradient(x, g, kernel_shape, padding):
-  """XLA's own dL/dW (what autodiff of ``_conv`` gives): used off the CPU."""
-  w = jnp.zeros(kernel_shape + (x.shape[-1], g.shape[-1]), x.dtype)
-  return jax.vjp(lambda w_: _conv(x, w_, padding), w)[1](g)[0]
-
-
-def _conv2d_bwd(padding, residuals, g):
-  x, w = residuals
-  kh, kw = w.shape[:2]
-  (pt, pb), (pl, pr) = padding
-  g = g.astype(x.dtype)
-  # dL/dx: the transposed convolution, i.e. g convolved with the flipped, I<->O kernel
-  dx = _conv(g, jnp.flip(w, (0, 1)).swapaxes(2, 3),
-             ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)))
-  # the matmul form is a CPU optimisation; GPUs and TPUs keep their own (cuDNN, ...)
-  dw = lax.platform_dependent(
-      x, g, cpu=lambda x, g: kernel_gradient(x, g, (kh, kw), padding).astype(w.dtype),
-      default=lambda x, g: _xla_kernel_gradient(x, g, (kh, kw), padding).astype(w.dtype))
-  return dx.astype(x.dtype), dw
-
-
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
-
-
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None):
@@ -162,9 +198,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """
   if isinstance(padding, str) and padding.upper() == "VALID":
     padding = ((0, 0),) * (lhs.ndim - 2)
-  fast = (_is_nhwc(dimension_numbers, lhs.ndim) and _unit(window_strides)
-          and _unit(lhs_dilation) and _unit(rhs_dilation) and feature_group_count == 1
-          and batch_group_count == 1 and preferred_element_type is None and precision is None
+  fast = (not _LAX_AUTODIFF.get() and _is_nhwc(dimension_numbers, lhs.ndim)
+          and _unit(window_strides) and _unit(lhs_dilation) and _unit(rhs_dilation)
+          and feature_group_count == 1 and batch_group_count == 1 and preferred_element_type is None and precision is None
           and not isinstance(padding, str) and lhs.dtype == rhs.dtype)
   if fast:
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
@@ -178,6 +214,31 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   return conv2d(lhs, rhs, padding)
 
 
+def _batch_linear_call(args, dims, *, callee, transpose_thunk, num_callee_consts, num_res):
+  """vmap of a ``linear_call`` (which JAX does not batch): a ``linear_call`` of the vmapped
+  function and its vmapped transpose, every linear operand batched along axis 0."""
+  size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+  num_fixed = num_callee_consts + num_res
+  fixed, fixed_dims = args[:num_fixed], dims[:num_fixed]
+  linear = [jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
+            for a, d in zip(args[num_fixed:], dims[num_fixed:])]
+  transpose, t_consts = transpose_thunk()
+
+  def fun(fixed, linear):
+    return jax.vmap(jaxpr_as_fun(callee), (*fixed_dims, *[0] * len(linear)))(*fixed, *linear)
+
+  def fun_transpose(fixed, cts):
+    in_axes = (*[None] * len(t_consts), *fixed_dims[num_callee_consts:], *[0] * len(cts))
+    return jax.vmap(jaxpr_as_fun(transpose), in_axes)(*t_consts, *fixed[num_callee_consts:],
+                                                      *cts)
+  outs = linear_call(fun, fun_transpose, list(fixed), linear)
+  return outs, [0] * len(outs)
+
+
+if custom_derivatives.linear_call_p not in batching.fancy_primitive_batchers:
+  batching.primitive_batchers[custom_derivatives.linear_call_p] = _batch_linear_call
+
+
 def _pool(x):
   b, h, w, c = x.shape
   return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
@@ -185,49 +246,61 @@ def _pool(x):
 
 def max_pool_2x2(x):
   """``nn.max_pool(x, (2, 2), strides=(2, 2))`` of NHWC ``x``, with the gradient above."""
-  if x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2:
+  if _LAX_AUTODIFF.get() or x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2:
     return nn.max_pool(x, (2, 2), strides=(2, 2))
   return _max_pool_even(x)
 
 
-@jax.custom_vjp
+@jax.custom_jvp
 def _max_pool_even(x):
   return _pool(x)
 
 
-def _max_pool_fwd(x):
+@_max_pool_even.defjvp
+def _max_pool_jvp(primals, tangents):
+  """dy, linear in dx: the tangent of each window's first maximum, a ``linear_call`` whose
+  transpose is ``_first_max_gradient`` (so reverse mode runs it), on the CPU; XLA's elsewhere."""
+  (x,), (dx,) = primals, tangents
   y = _pool(x)
-  return y, (x, y)
+  return y, lax.platform_dependent(x, y, dx, cpu=_first_max_tangent, default=_xla_pool_tangent)
 
 
-def _max_pool_bwd(residuals, g):
-  x, y = residuals
-  return (lax.platform_dependent(x, y, g, cpu=_first_max_gradient,
-                                 default=_xla_pool_gradient),)
-
-
-def _xla_pool_gradient(x, y, g):
+def _xla_pool_tangent(x, y, dx):
   del y
-  return jax.vjp(lambda x_: nn.max_pool(x_, (2, 2), strides=(2, 2)), x)[1](g)[0]
+  return jax.jvp(lambda x_: nn.max_pool(x_, (2, 2), strides=(2, 2)), (x,), (dx,))[1]
+
+
+def _first_max_tangent(x, y, dx):
+  return linear_call(lambda xy, dx: _first_max_select(*xy, dx),
+                     lambda xy, g: _first_max_gradient(*xy, g), (x, y), dx)
+
+
+def _first_max_masks(x, y):
+  """Four bool [B, H/2, W/2, C] masks, one per position of the 2x2 window in row-major
+  order: True where that position holds the window's first maximum (the element
+  ``select_and_scatter``, and torch's MaxPool2d, pick)."""
+  b, h, w, c = x.shape
+  is_max = x.reshape(b, h // 2, 2, w // 2, 2, c) == y[:, :, None, :, None, :]
+  e00, e01 = is_max[:, :, 0, :, 0], is_max[:, :, 0, :, 1]
+  e10 = is_max[:, :, 1, :, 0]
+  return e00, e01 & ~e00, e10 & ~(e00 | e01), ~(e00 | e01 | e10)
+
+
+def _first_max_select(x, y, dx):
+  """dy of 2x2 max-pooling with output y: dx at the first maximum of each window."""
+  b, h, w, c = x.shape
+  windows = dx.reshape(b, h // 2, 2, w // 2, 2, c)
+  m00, m01, m10, _ = _first_max_masks(x, y)
+  return jnp.where(m00, windows[:, :, 0, :, 0], jnp.where(
+      m01, windows[:, :, 0, :, 1], jnp.where(m10, windows[:, :, 1, :, 0], windows[:, :, 1, :, 1])))
 
 
 def _first_max_gradient(x, y, g):
   """dL/dx of 2x2 max-pooling with output y: g to the first maximum of each window,
-  elementwise."""
+  elementwise (the transpose of ``_first_max_select``)."""
   b, h, w, c = x.shape
-  windows = x.reshape(b, h // 2, 2, w // 2, 2, c)
-  is_max = windows == y[:, :, None, :, None, :]
-  e00, e01 = is_max[:, :, 0, :, 0], is_max[:, :, 0, :, 1]
-  e10 = is_max[:, :, 1, :, 0]
-  # the first maximum in row-major window order gets the gradient (select_and_scatter's)
-  m00 = e00
-  m01 = e01 & ~e00
-  m10 = e10 & ~(e00 | e01)
-  m11 = ~(e00 | e01 | e10)
+  m00, m01, m10, m11 = _first_max_masks(x, y)
   zero = jnp.zeros_like(g)
   top = jnp.stack([jnp.where(m00, g, zero), jnp.where(m01, g, zero)], axis=3)
   bottom = jnp.stack([jnp.where(m10, g, zero), jnp.where(m11, g, zero)], axis=3)
   return jnp.stack([top, bottom], axis=2).reshape(b, h, w, c)
-
-
-_max_pool_even.defvjp(_max_pool_fwd, _max_pool_bwd)

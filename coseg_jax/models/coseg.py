@@ -6,17 +6,17 @@ instant group co-segmentation (``coseg_jax.group``) run the same code:
 -> ``decode``.
 """
 
-from typing import Sequence
+from typing import Sequence, Union
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from coseg_jax.models.attention import ATTENTIONS
+from coseg_jax.constants import STRIDE
+from coseg_jax.models.attention import ATTENTIONS, spatial_attention
 from coseg_jax.models.decoder import PAPER_DECODER_WIDTHS, Decoder
 from coseg_jax.models.reference import ReferenceDecoder
 from coseg_jax.models.vgg import VGG16_CONVS, VGG16_WIDTHS, VGG16Encoder
 
-STRIDE = 32
 DECODERS = ("paper", "reference")
 
 
@@ -32,6 +32,10 @@ def check_images(x, name="images"):
 class CoSegNet(nn.Module):
   """The co-segmentation network of §3 with attention "ca" | "fca" | "csa" | "none".
 
+  ``attention`` may also be a learner class of your own: a flax module built as
+  ``learner(features, dtype=dtype)`` with the three methods of ``models.attention``
+  (``__call__``, ``combine``, ``attend``; docs/extending.md has an example).
+
   ``apply(variables, img_a, img_b, train=False) -> (logits_a, logits_b)``: images
   [B, H, W, 3] float32 torchvision-normalised (``coseg_jax.preprocess``), logits
   [B, H, W, 2] float32 (class 1 = foreground). Both images of a pair go through the
@@ -42,7 +46,7 @@ class CoSegNet(nn.Module):
   ``"reference"`` is the decoder of the authors' released code (``models.reference``),
   which with ``attention="ca_mlp"`` loads their checkpoints (docs/reference.md).
   """
-  attention: str = "csa"
+  attention: Union[str, type] = "csa"
   encoder_widths: Sequence[int] = VGG16_WIDTHS
   encoder_convs: Sequence[int] = VGG16_CONVS
   encoder_batch_norm: bool = False
@@ -53,13 +57,15 @@ class CoSegNet(nn.Module):
   decoder_type: str = "paper"
 
   def setup(self):
-    if self.attention not in ATTENTIONS:
-      raise ValueError(f"attention must be one of {sorted(ATTENTIONS)}, got {self.attention!r}")
+    if isinstance(self.attention, str) and self.attention not in ATTENTIONS:
+      raise ValueError(f"attention must be one of {sorted(ATTENTIONS)} or a learner class, "
+                       f"got {self.attention!r}")
     if self.decoder_type not in DECODERS:
       raise ValueError(f"decoder_type must be one of {DECODERS}, got {self.decoder_type!r}")
     self.encoder = VGG16Encoder(self.encoder_widths, self.encoder_convs,
                                 self.encoder_batch_norm, dtype=self.dtype)
-    self.learner = ATTENTIONS[self.attention](self.encoder_widths[-1], dtype=self.dtype)
+    learner = ATTENTIONS[self.attention] if isinstance(self.attention, str) else self.attention
+    self.learner = learner(self.encoder_widths[-1], dtype=self.dtype)
     if self.decoder_type == "reference":
       self.decoder = ReferenceDecoder(num_classes=self.num_classes, dtype=self.dtype)
     else:
@@ -74,6 +80,11 @@ class CoSegNet(nn.Module):
   def attend(self, f):
     """The image's own channel attention alpha [B, C] (eq. 1–2, 8–9; ones for "none")."""
     return self.learner(f)
+
+  def spatial_attention(self, f):
+    """alpha^s [B, h, w, 1] of features f, eq. (10)–(11): the map a CSA model multiplies its
+    features by (the other learners do not use it; for them it pictures the features)."""
+    return spatial_attention(f)
 
   def combine(self, own, context):
     """Channel attention applied to an image given its own and the context alpha (eq. 3–5)."""

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from coseg_jax.models.conv import conv_general_dilated
+from coseg_jax.models.norm import BatchNorm
 
 PAPER_DECODER_WIDTHS = (256, 128, 64, 32)
 
@@ -75,8 +76,7 @@ class Decoder(nn.Module):
     for i, width in enumerate(self.widths):
       x = UpsampleConv(width, dtype=self.dtype, name=f"conv_{i}")(x)
       x = nn.relu(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                       dtype=self.dtype, name=f"bn_{i}")(x)
+      x = BatchNorm(use_running_average=not train, dtype=self.dtype, name=f"bn_{i}")(x)
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = UpsampleConv(self.num_classes, dtype=self.dtype, name=f"conv_{len(self.widths)}")(x)
     return x.astype(jnp.float32)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from coseg_jax.models.conv import conv_general_dilated
 from coseg_jax.models.decoder import upsample2x
+from coseg_jax.models.norm import BatchNorm
 
 
 class ConvBlock(nn.Module):
@@ -31,8 +32,7 @@ class ConvBlock(nn.Module):
     x = nn.Conv(self.features, (self.kernel_size,) * 2, padding="VALID", dtype=self.dtype,
                 conv_general_dilated=conv_general_dilated, name="conv")(x)
     if self.norm:
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                       dtype=self.dtype, name="norm")(x)
+      x = BatchNorm(use_running_average=not train, dtype=self.dtype, name="norm")(x)
     return nn.relu(x) if self.relu else x
 
 

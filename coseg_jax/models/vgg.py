@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from coseg_jax.models.conv import conv_general_dilated, max_pool_2x2
+from coseg_jax.models.norm import BatchNorm
 
 VGG16_WIDTHS = (64, 128, 256, 512, 512)
 VGG16_CONVS = (2, 2, 3, 3, 3)
@@ -64,8 +65,8 @@ class VGG16Encoder(nn.Module):
         x = nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
                     conv_general_dilated=conv_general_dilated, name=f"features_{index}")(x)
         if self.batch_norm:
-          x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                           dtype=self.dtype, name=f"features_{index + 1}")(x)
+          x = BatchNorm(use_running_average=not train, dtype=self.dtype,
+                        name=f"features_{index + 1}")(x)
         x = nn.relu(x)
       x = max_pool_2x2(x)
     return x

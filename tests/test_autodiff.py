@@ -1,0 +1,71 @@
+"""Forward and reverse mode through ``model.apply`` agree for every variant (functional research).
+
+The CPU fast paths of models/conv.py (the kernel and max-pool gradients) are the transposes
+of the forward-mode tangents, so ``jax.jvp``, ``jax.linearize`` and ``jax.jacfwd`` work and
+reverse mode still runs the fast gradients.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from coseg_jax import CoSegNet, init_variables
+from tiny import SIZE, SMALL, images
+
+
+def random_like(tree, seed):
+  leaves, treedef = jax.tree.flatten(tree)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return treedef.unflatten([jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
+
+
+def vdot_tree(a, b):
+  return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+# the reference decoder (unpadded 5x5/7x7 convolutions) needs wider pool5 features
+REFERENCE = dict(decoder_type="reference", encoder_widths=(8, 16, 32, 32, 64))
+
+
+@pytest.mark.parametrize("attention,options", [
+    ("ca", SMALL), ("fca", SMALL), ("csa", SMALL), ("ca_mlp", SMALL), ("none", SMALL),
+    pytest.param("ca_mlp", REFERENCE, marks=pytest.mark.slow)])
+def test_forward_mode_equals_reverse_mode(attention, options):
+  model = CoSegNet(attention, **options)
+  variables = init_variables(model, jax.random.key(0), SIZE)
+  params = variables["params"]
+  x = images(0)
+  cotangent = jax.random.normal(jax.random.key(1), (1, SIZE, SIZE, 2))
+
+  def score(params):
+    logits_a, logits_b = model.apply({**variables, "params": params}, x[:1], x[1:])
+    return jnp.vdot(logits_a, cotangent) + jnp.sum(logits_b**2) / SIZE
+  direction = random_like(params, seed=2)
+  value, forward = jax.jvp(score, (params,), (direction,))
+  reverse = vdot_tree(direction, jax.grad(score)(params))
+  assert abs(float(forward)) > 1e-3  # a non-trivial directional derivative
+  np.testing.assert_allclose(forward, reverse, rtol=2e-4)
+  _, linear = jax.linearize(score, params)
+  np.testing.assert_allclose(linear(direction), forward, rtol=1e-5)
+  # jacfwd batches the tangents (vmap): two directions at once
+  both = jax.jacfwd(lambda t: score(jax.tree.map(lambda p, d, e: p + t[0] * d + t[1] * e,
+                                                 params, direction, random_like(params, 3))))
+  np.testing.assert_allclose(both(jnp.zeros(2))[0], forward, rtol=1e-4)
+  assert np.isfinite(float(value))
+
+
+def test_forward_mode_through_training_mode_and_images():
+  """Train mode (batch statistics, dropout) and derivatives with respect to the images."""
+  model = CoSegNet("csa", **SMALL)
+  variables = init_variables(model, jax.random.key(0), SIZE)
+  x = images(4)
+
+  def mean_foreground(image_a):
+    (logits_a, _), _ = model.apply(variables, image_a, x[1:], train=True, mutable=["batch_stats"],
+                                   rngs={"dropout": jax.random.key(5)})
+    return jnp.mean(jax.nn.softmax(logits_a)[..., 1])
+  direction = jax.random.normal(jax.random.key(6), x[:1].shape)
+  _, forward = jax.jvp(mean_foreground, (x[:1],), (direction,))
+  reverse = jnp.vdot(direction, jax.grad(mean_foreground)(x[:1]))
+  np.testing.assert_allclose(forward, reverse, rtol=2e-4, atol=1e-7)

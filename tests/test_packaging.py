@@ -1,0 +1,35 @@
+"""Packaging: the console scripts resolve, and a run records the versions it ran with."""
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+import tomllib
+
+import jax
+import pytest
+
+from coseg_jax import train_lib
+from tiny import REPO, tiny_config
+
+
+@pytest.mark.slow
+def test_console_scripts_run():
+  """Each script's entry point, called as the installed command would, prints its usage."""
+  project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+  assert sorted(project["scripts"]) == ["coseg-eval", "coseg-segment", "coseg-train"]
+  for script, target in project["scripts"].items():
+    module, function = target.split(":")
+    code = f"import sys; sys.argv = [{script!r}, '--help']; from {module} import {function}; {function}()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=REPO, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--checkpoint" in result.stdout or "--workdir" in result.stdout, script
+
+
+def test_config_json_records_package_versions(tmp_path):
+  train_lib.write_run_info(str(tmp_path), tiny_config())
+  versions = json.loads((tmp_path / "config.json").read_text())["versions"]
+  assert versions["jax"] == jax.__version__
+  for name in ("flax", "optax", "orbax-checkpoint", "grain"):
+    assert versions[name] == importlib.metadata.version(name)
