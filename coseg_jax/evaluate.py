@@ -191,13 +191,13 @@ def evaluate_groups(groups, segmenters, on_result=None, threshold=THRESHOLD, map
     groups = functools.partial(iter, list(groups))
   results = {}
   for mode, segment in segmenters.items():
-    results[mode] = _evaluate_mode(groups(), mode, segment)
+    results[mode] = _evaluate_mode(groups(), mode, segment, threshold, map_writer)
     if on_result:
       on_result(mode, results[mode])
   return results
 
 
-def _evaluate_mode(groups, mode, segment):
+def _evaluate_mode(groups, mode, segment, threshold=THRESHOLD, map_writer=None):
   counts, names, seconds = [], [], 0.0
   for g in tqdm.tqdm(groups, desc=mode, unit="group", leave=False, dynamic_ncols=True):
     if g["masks"] is None:

@@ -23,7 +23,6 @@ import threading
 import time
 from typing import Any
 
-import flax
 from flax.training import train_state
 import jax
 import numpy as np
