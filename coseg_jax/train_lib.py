@@ -372,7 +372,7 @@ def _train(config, workdir, primary, stop):
         batch = put(next(train_data))  # copied to the device while the step runs
       bar.update(1)
       if step % config.train.log_every == 0 or last or interrupted:
-        _log(window, config, writer, bar, checkpoints_, time.perf_counter() - window_start)
+        _log(window, config, writer, bar, checkpoints_, window_start)
         window, window_start = [], time.perf_counter()
       if save:
         check_finite(window, checkpoints_)  # before validating or saving this state
@@ -399,10 +399,14 @@ def _train(config, workdir, primary, stop):
   return state
 
 
-def _log(window, config, writer, bar, checkpoints_, seconds):
-  """Fetches and checks the window's metrics, writes their summary and the pairs/s."""
+def _log(window, config, writer, bar, checkpoints_, window_start):
+  """Fetches and checks the window's metrics, writes their summary and the pairs/s.
+
+  The time is read after the fetch, which waits for the window's last step: steps are
+  dispatched asynchronously, so the time to dispatch them says nothing.
+  """
   check_finite(window, checkpoints_)
   summary = summarise_window(jax.device_get([m for _, m in window]))
-  summary["pairs_per_s"] = len(window) * config.batch_size / seconds
+  summary["pairs_per_s"] = len(window) * config.batch_size / (time.perf_counter() - window_start)
   writer.write(window[-1][0], {f"train_{k}": v for k, v in summary.items()})
   bar.set_postfix(loss=f"{summary['loss']:.4f}", pairs_s=f"{summary['pairs_per_s']:.2f}")

@@ -1,0 +1,98 @@
+"""The cached-feature training step of the CPU recipe (attention learner + decoder only).
+
+  python bench/bench_cached_step.py                     # 256 px, 8 pairs, FCA, both decoders
+  python bench/bench_cached_step.py --dtypes float32,bfloat16 --out bench/results/cached.json
+
+With a frozen encoder (``configs/cpu_frozen.py``) a training step decodes cached pool5
+features, so the decoder's layers at 64..256 px dominate it. Two formulations of the
+paper's decoder are timed in the same run, on the same weights and batch:
+
+* ``upsample_conv``: the package's ``UpsampleConv``, each "upsample x2 -> conv 3x3" as one
+  2x2 convolution of the small map with four phase kernels;
+* ``plain``: nearest-neighbour upsampling, then a 3x3 ``nn.Conv`` of the upsampled map.
+"""
+
+import argparse
+import contextlib
+import functools
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from bench.common import median_seconds, write_json
+from configs import cpu_frozen
+from coseg_jax import models, train_lib
+from coseg_jax.models import conv, decoder
+
+
+class PlainUpsampleConv(nn.Module):
+  """conv3x3(upsample2x(x)) as two operations, the formulation ``UpsampleConv`` replaces."""
+  features: int
+  dtype: object = None
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
+                   conv_general_dilated=conv.conv_general_dilated, name="conv")(
+                       decoder.upsample2x(x))
+
+
+@contextlib.contextmanager
+def formulation_of(name):
+  """The decoder builds its upsample-conv blocks with ``name``'s module while inside."""
+  original = decoder.UpsampleConv
+  decoder.UpsampleConv = PlainUpsampleConv if name == "plain" else original
+  try:
+    yield
+  finally:
+    decoder.UpsampleConv = original
+
+
+def step_seconds(dtype, size, batch_size, repeats):
+  """Median seconds of one jitted training step on random features (traced inside)."""
+  config = cpu_frozen.get_config()
+  config.model.dtype, config.data.image_size, config.batch_size = dtype, size, batch_size
+  model = models.build(config.model)
+  state = train_lib.create_state(config, model, jax.random.key(0))
+  step = jax.jit(functools.partial(train_lib.train_step, model=model, freeze_encoder=True),
+                 donate_argnums=0)
+  rng = np.random.default_rng(0)
+  side = size // 32
+  batch = {"features_a": rng.random((batch_size, side, side, 512), np.float32),
+           "features_b": rng.random((batch_size, side, side, 512), np.float32),
+           "mask_a": (rng.random((batch_size, size, size)) > 0.8).astype(np.uint8),
+           "mask_b": (rng.random((batch_size, size, size)) > 0.8).astype(np.uint8)}
+  holder = {"state": state}
+
+  def run():
+    holder["state"], metrics = step(holder["state"], batch)
+    jax.block_until_ready(metrics)
+
+  return median_seconds(run, repeats, warmup=2)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--size", type=int, default=256)
+  parser.add_argument("--batch", type=int, default=8, help="pairs per step")
+  parser.add_argument("--dtypes", default="float32,bfloat16")
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--out", default="")
+  args = parser.parse_args(argv)
+  rows = []
+  for dtype in args.dtypes.split(","):
+    for formulation in ("plain", "upsample_conv"):
+      with formulation_of(formulation):
+        seconds = step_seconds(dtype, args.size, args.batch, args.repeats)
+      rows.append({"formulation": formulation, "dtype": dtype, "seconds": seconds,
+                   "pairs_per_s": args.batch / seconds})
+      print(f"{formulation:14s} {dtype:9s} {seconds:.3f} s/step  {args.batch / seconds:.2f} pairs/s",
+            flush=True)
+  if args.out:
+    write_json(args.out, {"size": args.size, "batch": args.batch, "rows": rows})
+
+
+if __name__ == "__main__":
+  main()
