@@ -136,7 +136,9 @@ def view_features(dataset, view_config, model, variables, cache_dir="", copastes
   ``images`` are not kept (None when read from the cache).
   """
   loaded = []
-  def groups():
+
+  @functools.cache
+  def groups():  # read once, and only if a part must be rendered
     return [folders.load_group(g) for g in dataset.groups]
   parts = [(dataclasses.asdict(view_config), lambda: views.render(groups(), view_config))]
   if copastes:

@@ -162,13 +162,14 @@ def render(groups, config):
     for key, value in zip(out, (image, labels, source, own, pasted)):
       out[key].append(value)
 
+  donors = {g: [k for k, item in enumerate(items) if item[0] != g and item[2].any()]
+            for g in range(len(groups))}
   for index, (g, image, mask) in enumerate(items):
     bases = _base_views(image, mask, rng, config)
     for view_image, view_mask in bases:
       add(view_image, view_mask.astype(np.uint8) * OWN, index, g, NONE)
     for _ in range(config.composites):
-      others = [k for k, item in enumerate(items) if item[0] != g and item[2].any()]
-      donor = items[others[rng.integers(len(others))]]
+      donor = items[donors[g][rng.integers(len(donors[g]))]]
       base_image, base_mask = bases[rng.integers(len(bases))]
       pasted = _paste(base_image, base_mask, *_mirror(donor[1], donor[2], rng), rng)
       if pasted is not None:
