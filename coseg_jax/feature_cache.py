@@ -24,12 +24,12 @@ import tqdm
 
 from coseg_jax.data import folders, views
 from coseg_jax.models.coseg import CoSegNet
-from coseg_jax.preprocessing import preprocess
+from coseg_jax.preprocessing import model_input
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _encode(model, variables, images):
-  return model.apply(variables, images, method=CoSegNet.encode)
+  return model.apply(variables, model_input(images), method=CoSegNet.encode)
 
 
 class FeatureCache:
@@ -44,7 +44,8 @@ class FeatureCache:
     self.hits = self.misses = 0
 
   def encode(self, images):
-    """float32 [N, S, S, 3] -> encoder features [N, h, w, C] (numpy), through the cache."""
+    """Images [N, S, S, 3] (uint8, or normalised float) -> encoder features [N, h, w, C]
+    (numpy), through the cache."""
     keys = [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in images]
     missing = list(dict.fromkeys(k for k in keys if k not in self.entries))
     if missing:
@@ -78,7 +79,7 @@ def encode_images(model, variables, images, chunk_size=16, desc="encode"):
   for start in tqdm.trange(0, len(images), chunk_size, desc=desc, leave=False):
     chunk = images[start:start + chunk_size]
     padded = np.concatenate([chunk, chunk[:1].repeat(chunk_size - len(chunk), 0)])
-    out.append(np.asarray(_encode(model, encoder, preprocess(padded)))[:len(chunk)])
+    out.append(np.asarray(_encode(model, encoder, padded))[:len(chunk)])
   return np.concatenate(out).astype(np.float16)
 
 

@@ -9,7 +9,6 @@ from PIL import Image
 
 from coseg_jax.data import pipeline
 from coseg_jax.data import synthetic
-from coseg_jax.preprocessing import preprocess
 
 SIZE = 24
 
@@ -39,17 +38,17 @@ def _source(config, split):
                                   SIZE, config.num_categories, config.synthetic_seed, split)
 
 
-def test_eval_batches_are_normalised_pairs_in_order_then_padded():
+def test_eval_batches_are_uint8_pairs_in_order_then_padded():
   config = _config()
   batches = list(pipeline.build(config, split="val", batch_size=4, seed=0))
   assert len(batches) == 3 == len(pipeline.dataset(config, split="val", batch_size=4, seed=0))
   batch = batches[0]
-  assert batch["image_a"].shape == (4, SIZE, SIZE, 3) and batch["image_a"].dtype == np.float32
+  assert batch["image_a"].shape == (4, SIZE, SIZE, 3) and batch["image_a"].dtype == np.uint8
   assert batch["mask_b"].shape == (4, SIZE, SIZE) and batch["mask_b"].dtype == np.uint8
   source = _source(config, "val")
   for row in range(4):
     for key in ("image_a", "image_b"):
-      np.testing.assert_array_equal(batch[key][row], preprocess(source[row][key]))
+      np.testing.assert_array_equal(batch[key][row], source[row][key])
     np.testing.assert_array_equal(batch["mask_a"][row], source[row]["mask_a"])
   index = np.concatenate([b["index"] for b in batches])
   valid = np.concatenate([b["valid"] for b in batches])
@@ -66,7 +65,7 @@ def test_train_flips_each_image_independently():
     for row, index in enumerate(batch["index"]):
       sample = source[int(index)]
       for side in ("a", "b"):
-        plain = preprocess(sample[f"image_{side}"])
+        plain = sample[f"image_{side}"]
         flipped = np.array_equal(batch[f"image_{side}"][row], plain[:, ::-1])
         assert flipped or np.array_equal(batch[f"image_{side}"][row], plain)
         mask = sample[f"mask_{side}"][:, ::-1] if flipped else sample[f"mask_{side}"]
@@ -78,7 +77,7 @@ def test_train_flips_each_image_independently():
   unflipped = _take(pipeline.build(_config(flip=False), split="train", batch_size=5, seed=1), 2)
   for row, index in enumerate(unflipped[0]["index"]):
     np.testing.assert_array_equal(unflipped[0]["image_a"][row],
-                                  preprocess(source[int(index)]["image_a"]))
+                                  source[int(index)]["image_a"])
 
 
 def test_train_order_depends_only_on_the_seed_and_epochs_reshuffle():
@@ -166,7 +165,7 @@ def test_synthetic_groups_and_voc_has_none():
   config = _config(num_groups=2, group_size=3)
   groups = list(pipeline.iterate_groups(config, split="val"))
   assert len(groups) == 2 and groups[0]["inputs"].shape == (3, SIZE, SIZE, 3)
-  assert groups[0]["inputs"].dtype == np.float32 and groups[0]["masks"][0].dtype == bool
+  assert groups[0]["inputs"].dtype == np.uint8 and groups[0]["masks"][0].dtype == bool
   with pytest.raises(ValueError, match="VOC 2012 has no groups"):
     next(pipeline.iterate_groups(_config(dataset="voc", root="/x")))
 

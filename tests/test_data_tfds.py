@@ -131,7 +131,7 @@ def test_mock_data_feeds_the_pipeline(tmp_path):
           np.testing.assert_array_equal(pair[f"mask_{side}"] == 255, labels == 255)
           np.testing.assert_array_equal(pair[f"image_{side}"], records[int(position)]["image"])
       batch = next(pipeline.build(_config(name, tmp_path), split="train", batch_size=2, seed=0))
-      assert batch["image_a"].shape == (2, SIZE, SIZE, 3) and batch["image_a"].dtype == np.float32
+      assert batch["image_a"].shape == (2, SIZE, SIZE, 3) and batch["image_a"].dtype == np.uint8
 
 
 @pytest.fixture(scope="module")

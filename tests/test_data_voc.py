@@ -137,6 +137,7 @@ def test_class_index_cache_is_written_and_reused(devkit, tmp_path):
   cache = tmp_path / "cache" / "classes.json"
   first = voc.class_index(devkit, sorted(TRAIN), cache)
   assert json.loads(cache.read_text())["classes"]["2008_000002"] == [12, 15]
+  assert [p.name for p in cache.parent.iterdir()] == ["classes.json"]  # written atomically
   (devkit / "SegmentationClass" / "2008_000002.png").unlink()  # no longer needed
   assert voc.class_index(devkit, sorted(TRAIN), cache) == first
 
@@ -167,4 +168,4 @@ def test_pipeline_batches_keep_void_through_resizing(devkit):
   masks = np.concatenate([b["mask_a"] for b in batches])[valid]
   assert masks.shape[1:] == (16, 16) and set(np.unique(masks)) == {0, 1, 255}
   train = next(pipeline.build(config, split="train", batch_size=4, seed=0))
-  assert train["image_a"].shape == (4, 16, 16, 3) and train["image_a"].dtype == np.float32
+  assert train["image_a"].shape == (4, 16, 16, 3) and train["image_a"].dtype == np.uint8

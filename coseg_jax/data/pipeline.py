@@ -1,9 +1,10 @@
-"""The input pipeline: pair datasets -> resized, normalised, flipped, sharded batches.
+"""The input pipeline: pair datasets -> resized, flipped, sharded uint8 batches.
 
 ``build(data_config, split=..., batch_size=..., seed=...)`` returns an iterator of
 batches of pairs, each a dict of numpy arrays (B = ``batch_size // shard_count``)::
 
-  image_a, image_b  float32 [B, S, S, 3]  torchvision-normalised (``preprocess``)
+  image_a, image_b  uint8 [B, S, S, 3]    RGB; the jitted steps normalise them
+                                          (``preprocessing.model_input``)
   mask_a, mask_b    uint8 [B, S, S]       1 co-segmented object, 0 not, 255 ignore
   index             int32 [B]             pair index in the split's pair list (-1: padding)
   valid             bool [B]              False for padding pairs (last eval batch)
@@ -40,7 +41,6 @@ from coseg_jax.constants import DATASETS, IGNORE
 from coseg_jax.data import folders
 from coseg_jax.data import synthetic
 from coseg_jax.data import voc
-from coseg_jax.preprocessing import preprocess
 
 SPLITS = ("train", "val", "test")
 
@@ -215,14 +215,6 @@ def _flip(example, rng):
   return example
 
 
-def _normalise(example):
-  """uint8 images -> float32 torchvision-normalised; masks and the rest unchanged."""
-  return {**example, "image_a": preprocess(np.ascontiguousarray(example["image_a"])),
-          "image_b": preprocess(np.ascontiguousarray(example["image_b"])),
-          "mask_a": np.ascontiguousarray(example["mask_a"]),
-          "mask_b": np.ascontiguousarray(example["mask_b"])}
-
-
 def _load_or_pad(source, positions, size, index):
   return _example(source, size, positions[index]) if index < len(positions) else _padding(size)
 
@@ -257,7 +249,7 @@ def dataset(data_config, *, split, batch_size, seed, shard_index=0, shard_count=
     pairs = grain.MapDataset.range(padded).map(
         functools.partial(_load_or_pad, source, positions, size))
   local = batch_size // shard_count
-  batches = pairs.map(_normalise).batch(local, drop_remainder=True)
+  batches = pairs.batch(local, drop_remainder=True)
   return batches[shard_index::shard_count]
 
 
@@ -286,8 +278,8 @@ def build(data_config, *, split, batch_size, seed, shard_index=0, shard_count=1)
 
 
 def _with_inputs(group, size):
-  """Adds ``inputs``: the group's images resized to S x S and normalised, [N, S, S, 3]."""
-  group["inputs"] = preprocess(np.stack([resize_image(image, size) for image in group["images"]]))
+  """Adds ``inputs``: the group's images resized to S x S, uint8 [N, S, S, 3]."""
+  group["inputs"] = np.stack([resize_image(image, size) for image in group["images"]])
   return group
 
 
@@ -296,7 +288,7 @@ def iterate_groups(data_config, *, split="test"):
 
   Keys: ``name`` (str), ``files`` (file names), ``images`` (uint8 [H, W, 3] list at
   the file's size), ``masks`` (bool [H, W] list, or None for a layout without masks),
-  ``inputs`` (float32 [N, S, S, 3]: the images resized and normalised for the model).
+  ``inputs`` (uint8 [N, S, S, 3]: the images resized for the model).
   Synthetic groups (``num_groups`` of ``group_size`` images) depend on ``split``;
   folder groups are the same for every split. A "tfds" folder dataset gives its stored
   S x S ``images`` and its masks at the original size (``tfds_coseg.iterate_groups``).

@@ -44,7 +44,6 @@ from coseg_jax.data import folders
 from coseg_jax.data import images
 from coseg_jax.data import pipeline
 from coseg_jax.data import voc
-from coseg_jax.preprocessing import preprocess
 
 SIZES = (64, 128, 256, 512)
 FOLDER_SPLIT = "groups"
@@ -309,8 +308,8 @@ def iterate_groups(config):
     yield {"name": name, "files": list(files), "images": stored_images,
            "masks": [r["full_mask"].astype(bool) for r in group]
            if stored.metadata["has_masks"] else None,
-           "inputs": preprocess(np.stack([pipeline.resize_image(image, config.image_size)
-                                          for image in stored_images]))}
+           "inputs": np.stack([pipeline.resize_image(image, config.image_size)
+                                for image in stored_images])}
 
 
 def main(argv=None):

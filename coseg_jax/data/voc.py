@@ -26,10 +26,12 @@ compared with another framework on exactly the same pairs.
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 
 import numpy as np
 from PIL import Image
+import tqdm
 
 from coseg_jax import cli
 from coseg_jax.constants import IGNORE as VOID
@@ -130,12 +132,16 @@ def class_index(root, ids, cache_file=None):
       cached = {k: tuple(v) for k, v in json.loads(cache_file.read_text())["classes"].items()}
     except (ValueError, KeyError, TypeError, AttributeError) as e:
       raise ValueError(f"{cache_file}: not a VOC class index cache ({e}); delete it to rebuild") from e
+  missing = [image_id for image_id in ids if image_id not in cached]
   computed = {image_id: image_classes(read_labels(root / "SegmentationClass" / f"{image_id}.png"))
-              for image_id in ids if image_id not in cached}
+              for image_id in tqdm.tqdm(missing, desc="VOC class index", unit="mask",
+                                        leave=False, dynamic_ncols=True, delay=2)}
   cached.update(computed)
   if cache_file and computed:
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps({"classes": {k: list(v) for k, v in sorted(cached.items())}}))
+    partial = cache_file.with_name(cache_file.name + f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps({"classes": {k: list(v) for k, v in sorted(cached.items())}}))
+    os.replace(partial, cache_file)  # a reader never sees half a file
   return {image_id: cached[image_id] for image_id in ids}
 
 
