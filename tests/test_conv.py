@@ -1,5 +1,8 @@
 """models/conv.py: same values and gradients as lax convolution and flax max-pooling."""
 
+import contextlib
+import functools
+
 import flax.linen as nn
 import jax
 from jax import lax
@@ -122,7 +125,8 @@ def test_forward_mode_matches_lax_and_reverse_mode(c_in, c_out, k, padding):
                              atol=1e-4)
 
 
-def test_second_order_derivatives_under_lax_autodiff():
+@pytest.mark.parametrize("lax_autodiff", [False, True])
+def test_second_order_derivatives_equal_lax(lax_autodiff):
   rng = np.random.default_rng(7)
   x = jnp.asarray(rng.normal(size=(1, 8, 8, 2)), jnp.float32)
   w1 = jnp.asarray(rng.normal(size=(3, 3, 2, 3)), jnp.float32)
@@ -131,9 +135,19 @@ def test_second_order_derivatives_under_lax_autodiff():
 
   def net(conv_fn, pool, w1, w2):
     return jnp.sum(jnp.tanh(conv_fn(pool(jnp.tanh(conv_fn(x, w1, same))), w2, same)))
-  with conv.lax_autodiff():
-    hessian = jax.hessian(lambda w1: net(lambda x, w, p: conv.conv_general_dilated(
-        x, w, (1, 1), p, dimension_numbers=NHWC), conv.max_pool_2x2, w1, w2))(w1)
-  want = jax.hessian(lambda w1: net(lax_conv, lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)),
-                                    w1, w2))(w1)
-  np.testing.assert_allclose(hessian, want, rtol=1e-4, atol=1e-5)
+  def fast(w1, w2):
+    return net(lambda x, w, p: conv.conv_general_dilated(x, w, (1, 1), p, dimension_numbers=NHWC),
+               conv.max_pool_2x2, w1, w2)
+
+  def plain(w1, w2):
+    return net(lax_conv, lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)), w1, w2)
+  # with respect to both kernels: the second convolution's kernel gradient and the pool's
+  # gradient are differentiated in their inputs too
+  with conv.lax_autodiff() if lax_autodiff else contextlib.nullcontext():
+    hessian = jax.hessian(fast, argnums=(0, 1))(w1, w2)
+    grad_of_grad = jax.grad(lambda w1: jnp.sum(jax.grad(fast, 1)(w1, w2) ** 2))(w1)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-5), hessian,
+               jax.hessian(plain, argnums=(0, 1))(w1, w2))
+  np.testing.assert_allclose(
+      grad_of_grad, jax.grad(lambda w1: jnp.sum(jax.grad(plain, 1)(w1, w2) ** 2))(w1),
+      rtol=1e-4, atol=1e-4)

@@ -26,10 +26,10 @@ is linear in the input tangents; the parts with a fast gradient are ``linear_cal
 whose declared transpose is that gradient. Forward mode (``jax.jvp``, ``jax.linearize``,
 ``jax.jacfwd``) evaluates the tangents (XLA convolutions, elementwise selects); reverse
 mode transposes them and so runs the fast gradients above, compiled to the same program
-as a ``custom_vjp`` would give. JAX's ``linear_call`` cannot be differentiated with
-respect to its non-linear operand, so second-order derivatives through a fast gradient
-(``jax.hessian``, grad of grad with respect to earlier layers) need ``lax_autodiff()``,
-which traces the plain lax/flax operations instead.
+as a ``custom_vjp`` would give. Second-order derivatives (``jax.hessian``, grad of grad)
+differentiate the fast gradients once more: JAX's ``linear_call`` JVP is extended here to
+tangents of its non-linear operand (``_jvp_linear_call``), and the gradients are plain
+JAX functions. ``lax_autodiff()`` traces the plain lax/flax operations instead.
 
 Anything other than an NHWC/HWIO 2-D convolution with unit strides and dilations, one
 feature group and "VALID" or explicit padding of at most k - 1 falls back to
@@ -47,7 +47,7 @@ import jax.numpy as jnp
 from jax._src import custom_derivatives  # linear_call_p, to batch it
 from jax.custom_derivatives import SymbolicZero, linear_call
 from jax.extend.core import jaxpr_as_fun
-from jax.interpreters import batching
+from jax.interpreters import ad, batching
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 # Elements of one operand's band of rows in kernel_gradient (1 MiB of float32, this CPU's L2
@@ -237,6 +237,35 @@ def _batch_linear_call(args, dims, *, callee, transpose_thunk, num_callee_consts
 
 if custom_derivatives.linear_call_p not in batching.fancy_primitive_batchers:
   batching.primitive_batchers[custom_derivatives.linear_call_p] = _batch_linear_call
+
+
+_JAX_LINEAR_CALL_JVP = ad.primitive_jvps[custom_derivatives.linear_call_p]
+
+
+def _jvp_linear_call(primals, tangents, **params):
+  """JAX's ``linear_call`` JVP, extended to tangents of the non-linear operands.
+
+  JAX's rule asserts that the residuals (here the convolution input x, the pooling
+  input and output) have no tangent, which is what second-order derivatives give them.
+  ``linear_call(f, t, res, lin)`` is linear in ``lin``, so its tangent is the
+  ``linear_call`` of the ``lin`` tangents (transposed by ``t`` as before) plus the JVP of
+  ``f`` in ``res`` at fixed ``lin``, which JAX differentiates like any function.
+  """
+  fixed = params["num_callee_consts"] + params["num_res"]
+  if all(type(t) is ad.Zero for t in tangents[:fixed]):
+    return _JAX_LINEAR_CALL_JVP(primals, tangents, **params)
+  primals_out = custom_derivatives.linear_call_p.bind(*primals, **params)
+  callee, linear = jaxpr_as_fun(params["callee"]), primals[fixed:]
+  _, tangents_out = jax.jvp(lambda *res: callee(*res, *linear), tuple(primals[:fixed]),
+                            tuple(ad.instantiate_zeros(t) for t in tangents[:fixed]))
+  if not all(type(t) is ad.Zero for t in tangents[fixed:]):
+    lin = custom_derivatives.linear_call_p.bind(
+        *primals[:fixed], *[ad.instantiate_zeros(t) for t in tangents[fixed:]], **params)
+    tangents_out = [a + b for a, b in zip(tangents_out, lin)]
+  return primals_out, tangents_out
+
+
+ad.primitive_jvps[custom_derivatives.linear_call_p] = _jvp_linear_call
 
 
 def _pool(x):
