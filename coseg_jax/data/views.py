@@ -144,6 +144,26 @@ def _base_views(image, mask, rng, config):
   return views
 
 
+def _items(groups):
+  """[(group index, image, mask)] of every image of ``groups``."""
+  return [(g, image, mask) for g, group in enumerate(groups)
+          for image, mask in zip(group["images"], group["masks"])]
+
+
+class _Rows:
+  """``Views`` built a view at a time."""
+
+  def __init__(self):
+    self.rows = []
+
+  def add(self, image, labels, source, own, pasted):
+    self.rows.append((image, labels, source, own, pasted))
+
+  def views(self):
+    images, labels, *indices = zip(*self.rows)
+    return Views(np.stack(images), np.stack(labels), *(np.asarray(x, np.int32) for x in indices))
+
+
 def render(groups, config):
   """All views of ``groups`` (dicts with "images" and "masks", as ``folders.load_group``).
 
@@ -153,29 +173,22 @@ def render(groups, config):
   if config.composites and len(groups) < 2:
     raise ValueError("config.data.view_composites > 0 needs at least two groups (the pasted "
                      f"object comes from another group); got {len(groups)}")
-  items = [(g, image, mask) for g, group in enumerate(groups)
-           for image, mask in zip(group["images"], group["masks"])]
+  items = _items(groups)
   rng = np.random.default_rng(config.seed)
-  out = {"images": [], "labels": [], "source": [], "own": [], "pasted": []}
-
-  def add(image, labels, source, own, pasted):
-    for key, value in zip(out, (image, labels, source, own, pasted)):
-      out[key].append(value)
-
+  out = _Rows()
   donors = {g: [k for k, item in enumerate(items) if item[0] != g and item[2].any()]
             for g in range(len(groups))}
   for index, (g, image, mask) in enumerate(items):
     bases = _base_views(image, mask, rng, config)
     for view_image, view_mask in bases:
-      add(view_image, view_mask.astype(np.uint8) * OWN, index, g, NONE)
+      out.add(view_image, view_mask.astype(np.uint8) * OWN, index, g, NONE)
     for _ in range(config.composites):
       donor = items[donors[g][rng.integers(len(donors[g]))]]
       base_image, base_mask = bases[rng.integers(len(bases))]
       pasted = _paste(base_image, base_mask, *_mirror(donor[1], donor[2], rng), rng)
       if pasted is not None:
-        add(*pasted, index, g, donor[0])
-  return Views(np.stack(out["images"]), np.stack(out["labels"]),
-               *(np.asarray(out[k], np.int32) for k in ("source", "own", "pasted")))
+        out.add(*pasted, index, g, donor[0])
+  return out.views()
 
 
 def render_copastes(groups, config, count):
@@ -188,11 +201,10 @@ def render_copastes(groups, config, count):
   co-segmentation target of no class, for training that must not learn class identity.
   Returns ``Views`` (their ``source`` indexes the images as in ``render``).
   """
-  items = [(g, image, mask) for g, group in enumerate(groups)
-           for image, mask in zip(group["images"], group["masks"])]
+  items = _items(groups)
   rng = np.random.default_rng([config.seed, 1])
   shapes = [k for k, (_, _, mask) in enumerate(items) if mask.any()]
-  out = {"images": [], "labels": [], "source": [], "own": [], "pasted": []}
+  out = _Rows()
   for k in range(count):
     patch, shape = _shared_thing(items, shapes, rng)
     bases = rng.choice(len(items), 2, replace=False)
@@ -206,10 +218,8 @@ def render_copastes(groups, config, count):
     if len(rendered) < 2:
       continue
     for (image, labels), base, g in rendered:
-      for key, value in zip(out, (image, labels, base, g, len(groups) + k)):
-        out[key].append(value)
-  return Views(np.stack(out["images"]), np.stack(out["labels"]),
-               *(np.asarray(out[k], np.int32) for k in ("source", "own", "pasted")))
+      out.add(image, labels, base, g, len(groups) + k)
+  return out.views()
 
 
 def _shared_thing(items, shapes, rng):
