@@ -21,7 +21,7 @@ mode. Errors print one line (``--debug`` shows the traceback).
 from absl import app, flags
 from ml_collections import config_flags
 
-from coseg_jax import cli, evaluate, logging_utils
+from coseg_jax import cli, evaluate, logging_utils, sod_metrics
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -43,15 +43,8 @@ flags.DEFINE_string("method", "coseg_jax", "The <method> folder name of --save_m
                     "several modes: <method>_<mode>).")
 flags.DEFINE_bool("debug", False, cli.DEBUG_HELP)
 
-flags.register_validator("threshold", lambda v: v == "adaptive" or _is_fraction(v),
+flags.register_validator("threshold", sod_metrics.is_threshold,
                          "--threshold: expected 'adaptive' or a number in (0, 1)")
-
-
-def _is_fraction(value):
-  try:
-    return 0 < float(value) < 1
-  except ValueError:
-    return False
 
 
 def main(argv):

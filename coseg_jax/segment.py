@@ -33,7 +33,7 @@ import pathlib
 import numpy as np
 import tqdm
 
-from coseg_jax import cli, evaluate, group, pictures, plots
+from coseg_jax import cli, evaluate, group, pictures, plots, sod_metrics
 from coseg_jax.data import folders, images
 from coseg_jax.data.pipeline import resize_image
 from coseg_jax.models import CoSegNet
@@ -110,10 +110,11 @@ def pca_2d(vectors):
   return np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
 
 
-def write_group(out_dir, files, probs, heat=None, save_probs=False):
+def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=THRESHOLD):
   """Writes masks, overlays (soft maps, attention maps) of one group and its contact sheet.
 
-  ``probs``: P(foreground) [N, S, S]; ``heat``: spatial attention [N, h, w] or None.
+  ``probs``: P(foreground) [N, S, S]; ``heat``: spatial attention [N, h, w] or None;
+  ``threshold``: a number, or "adaptive" (``sod_metrics.binarize`` of each full-size map).
   Returns the contact sheet's path.
   """
   out_dir = pathlib.Path(out_dir)
@@ -121,7 +122,7 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False):
   for n, path in enumerate(files):
     image = images.read_image(path)
     soft = evaluate.to_original_size(probs[n], image.shape[:2])
-    mask = soft > THRESHOLD
+    mask = sod_metrics.binarize(soft, threshold)
     pictures.save(out_dir / f"{path.stem}_mask.png", pictures.mask_image(mask))
     if save_probs:
       pictures.save(out_dir / f"{path.stem}_prob.png", pictures.probability_image(soft))
@@ -138,7 +139,7 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False):
 
 def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out=False,
                    chunk_size=8, image_size=None, save_attention=False, save_probs=False,
-                   log=print):
+                   threshold=THRESHOLD, log=print):
   """Co-segments every group of ``image_paths`` and writes the pictures to ``out``.
 
   Returns {group name: its output folder}.
@@ -146,6 +147,8 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
   groups = find_groups(image_paths)
   if chunk_size < 1:
     raise ValueError(f"--chunk-size {chunk_size}: expected a positive integer")
+  if not sod_metrics.is_threshold(threshold):
+    raise ValueError(f"--threshold {threshold}: expected 'adaptive' or a number in (0, 1)")
   if image_size and (image_size < 0 or image_size % STRIDE):
     raise ValueError(f"--image-size {image_size}: expected a positive multiple of {STRIDE}")
   out = check_out(out)
@@ -163,7 +166,7 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
       alphas.append(group_alphas)
       labels += [name] * len(files)
     written[name] = out / name if len(groups) > 1 else out
-    write_group(written[name], files, probs, heat, save_probs)
+    write_group(written[name], files, probs, heat, save_probs, threshold)
     log(f"{name}: {len(files)} images -> {written[name]}")
   if save_attention and len(groups) > 1:
     path = plots.attention_embedding(pca_2d(np.concatenate(alphas)), labels,
@@ -209,6 +212,10 @@ def parse_args(argv=None):
                       help="also write spatial-attention heat maps and the attention PCA plot")
   parser.add_argument("--save-probs", action="store_true",
                       help="also write the foreground probabilities as 8-bit grey PNGs")
+  parser.add_argument("--threshold", default=str(THRESHOLD),
+                      help="foreground where P(foreground) exceeds this, or 'adaptive': each "
+                      "map's mean + std, at most 0.8 (better on objects of unseen classes, "
+                      "docs/results.md)")
   parser.add_argument("--debug", action="store_true", help=cli.DEBUG_HELP)
   return parser.parse_args(argv)
 
@@ -218,7 +225,8 @@ def main(argv=None):
   cli.run(lambda: segment_folder(
       args.checkpoint, args.images, args.out, reduce=args.reduce,
       leave_one_out=args.leave_one_out, chunk_size=args.chunk_size, image_size=args.image_size,
-      save_attention=args.save_attention, save_probs=args.save_probs), args.debug)
+      save_attention=args.save_attention, save_probs=args.save_probs,
+      threshold=args.threshold), args.debug)
 
 
 if __name__ == "__main__":

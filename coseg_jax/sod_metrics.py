@@ -48,6 +48,16 @@ def adaptive_threshold(probs, cap=ADAPTIVE_CAP):
   return min(float(probs.mean() + probs.std()), cap)
 
 
+def is_threshold(value):
+  """True for "adaptive" or a number in (0, 1), given as text or as a number."""
+  if value == "adaptive":
+    return True
+  try:
+    return 0 < float(value) < 1
+  except (TypeError, ValueError):
+    return False
+
+
 def binarize(probs, threshold):
   """Foreground where ``probs`` exceeds ``threshold`` (a number, or "adaptive")."""
   if threshold == "adaptive":

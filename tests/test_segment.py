@@ -101,6 +101,21 @@ def test_several_folders_are_groups_with_soft_maps(run_dir, tmp_path):
     run_segment(run_dir, [folders[0], tmp_path / "c" / "cows" / "x.png"], tmp_path / "out2")
 
 
+def test_adaptive_threshold_finds_an_under_confident_object(tmp_path):
+  """Maps that rank the object right but stay below 0.5 (what unseen classes get): the
+  fixed threshold marks nothing, "adaptive" (mean + std of each map) marks the object."""
+  path = tmp_path / "img.png"
+  Image.fromarray(noise(32, 32)).save(path)
+  probs = np.full((1, 32, 32), 0.05, np.float32)
+  probs[0, 8:24, 8:24] = 0.3
+  masks = {}
+  for threshold in (0.5, "adaptive"):
+    segment.write_group(tmp_path / str(threshold), [path], probs, threshold=threshold)
+    masks[threshold] = opened(tmp_path / str(threshold) / "img_mask.png")[1] == 255
+  assert not masks[0.5].any()
+  assert masks["adaptive"][10:22, 10:22].all() and not masks["adaptive"][:6].any()
+
+
 def test_probability_image_is_8_bit():
   np.testing.assert_array_equal(pictures.probability_image(np.array([[0.0, 0.5, 1.0, 1.2]])),
                                 [[0, 128, 255, 255]])
@@ -131,6 +146,8 @@ def test_errors_name_the_path(run_dir, tmp_path):
   (good / "bad.png").write_bytes(b"not an image at all")
   with pytest.raises(SystemExit, match=f"{good}/bad.png: cannot read as an image"):
     run_segment(run_dir, [good], tmp_path / "out")
+  with pytest.raises(SystemExit, match="--threshold 1.5: expected 'adaptive' or a number"):
+    run_segment(run_dir, [good], tmp_path / "out", "--threshold", "1.5")
   with pytest.raises(SystemExit, match="--image-size 40: expected a positive multiple of 32"):
     segment.main(["--checkpoint", str(run_dir), "--images", str(good / "one.png"),
                   "--out", str(tmp_path / "out"), "--image-size", "40"])
