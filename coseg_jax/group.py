@@ -45,7 +45,8 @@ def as_group(images):
   uint8 images are RGB 0..255, sent to the device as they are and normalised there
   (``model_input``); float images must be normalised already (within
   ``NORMALISED_RANGE``). Any other dtype (int arrays, nested lists of numbers, bool), a
-  float image outside that range (e.g. 0..255) and NaN or infinite pixels raise a ``ValueError`` naming the image index.
+  float image outside that range (e.g. 0..255) and NaN or infinite pixels raise a
+  ``ValueError`` naming the image index.
   """
   if len(images) == 0:
     raise ValueError("empty group: segment_group needs at least one image")
