@@ -130,35 +130,44 @@ class JaxRunner:
 class TorchRunner:
   """The PyTorch twin with the same weights; ``compiled`` wraps it in ``torch.compile``."""
 
-  def __init__(self, config, host_variables, batch, compiled=False, channels_last=False):
+  def __init__(self, config, host_variables, batch, compiled=False, channels_last=False,
+               device="cpu"):
     import torch  # pylint: disable=g-import-not-at-top
     from coseg_jax import torch_twin as tt  # pylint: disable=g-import-not-at-top
-    self.torch, self.tt = torch, tt
+    self.torch, self.tt, self.device = torch, tt, torch.device(device)
+    torch.backends.cudnn.benchmark = True  # cuDNN picks its algorithms as XLA autotunes
     m = config.model
     twin = tt.CoSegNetTorch(m.attention, tuple(m.encoder_widths), tuple(m.decoder_widths),
                             dropout_rate=m.dropout_rate).load_variables(host_variables)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    self.twin = twin.to(memory_format=memory_format)
+    self.twin = twin.to(self.device, memory_format=memory_format)
+    # bfloat16 as JAX runs it: float32 parameters and optimizer state, bfloat16 compute
+    self.autocast = torch.autocast(self.device.type, torch.bfloat16,
+                                   enabled=m.dtype == "bfloat16" and self.device.type != "cpu")
     self.eval_twin = copy.deepcopy(self.twin).eval()
     t = config.train
     self.optimizer = torch.optim.Adam(self.twin.parameters(), lr=t.learning_rate, eps=t.adam_eps,
                                       weight_decay=t.weight_decay)
-    self.a, self.b = (tt.to_nchw(batch[k]).contiguous(memory_format=memory_format)
+    self.a, self.b = (tt.to_nchw(batch[k]).to(self.device).contiguous(memory_format=memory_format)
                       for k in ("image_a", "image_b"))
-    self.mask_a, self.mask_b = (torch.from_numpy(batch[k]) for k in ("mask_a", "mask_b"))
+    self.mask_a, self.mask_b = (torch.from_numpy(batch[k]).to(self.device)
+                                for k in ("mask_a", "mask_b"))
     self._eval_call, self._train_call = self.eval_twin, self.twin
     if compiled:
       self._eval_call, self._train_call = torch.compile(self.eval_twin), torch.compile(self.twin)
 
   def forward(self):
-    with self.torch.inference_mode():
+    with self.torch.inference_mode(), self.autocast:
       self._eval_call(self.a, self.b)
+    if self.device.type == "cuda":
+      self.torch.cuda.synchronize(self.device)
 
   def train(self):
     self.twin.train()
     self.optimizer.zero_grad(set_to_none=True)
-    logits_a, logits_b = self._train_call(self.a, self.b)
-    loss = self.tt.pair_loss(logits_a, logits_b, self.mask_a, self.mask_b)
+    with self.autocast:
+      logits_a, logits_b = self._train_call(self.a, self.b)
+      loss = self.tt.pair_loss(logits_a.float(), logits_b.float(), self.mask_a, self.mask_b)
     loss.backward()
     self.optimizer.step()
     loss.item()
@@ -197,8 +206,8 @@ def main(argv=None):
   parser.add_argument("--image-size", type=int, default=224)
   parser.add_argument("--batch-size", type=int, default=4, help="pairs per step")
   parser.add_argument("--dtype", default="float32",
-                      help="JAX compute dtype (bfloat16: float32 parameters and optimizer "
-                      "state; torch stays float32)")
+                      help="compute dtype (bfloat16: float32 parameters and optimizer "
+                      "state; torch on a GPU under autocast, on the CPU float32)")
   parser.add_argument("--warmup", type=int, default=2, help="untimed rounds (compilation)")
   parser.add_argument("--repeats", type=int, default=5, help="timed rounds; the median is kept")
   parser.add_argument("--threads", type=int, default=0,
@@ -207,6 +216,7 @@ def main(argv=None):
   parser.add_argument("--torch-channels-last", action="store_true",
                       help="also time eager torch with channels_last tensors")
   parser.add_argument("--no-torch", action="store_true", help="time JAX alone")
+  parser.add_argument("--torch-device", default="cpu", help="cpu or cuda (a GPU's run)")
   parser.add_argument("--jax-variants", default="",
                       help="also time these JAX variants (ablation), comma-separated from "
                       f"{JAX_VARIANTS[1:]}: xla = lax convs and flax max-pool (XLA's own "
@@ -231,7 +241,8 @@ def main(argv=None):
     for variant in args.jax_variants.split(",") if args.jax_variants else ():
       runners[f"jax_{variant}"] = JaxRunner(config, model, batch, variant)
     if not args.no_torch:
-      runners["torch"] = TorchRunner(config, runners["jax"].host_variables, batch)
+      runners["torch"] = TorchRunner(config, runners["jax"].host_variables, batch,
+                                     device=args.torch_device)
       if args.torch_channels_last:
         runners["torch_cl"] = TorchRunner(config, runners["jax"].host_variables, batch,
                                           channels_last=True)
