@@ -1,7 +1,7 @@
 # Two commands set everything up on a fresh machine (see README):
 #   make demo   creates .venv, installs the project, trains the demo on embedded synthetic data
 #   make test   creates .venv, installs the project, runs the tests
-#   make test-fast  the tests not marked slow (no subprocesses, no training runs): minutes
+#   make test-fast  the tests not marked slow (no subprocesses, no training runs): < 2 min
 #   make lint   ruff check
 PYTHON ?= python3
 VENV ?= .venv

@@ -35,23 +35,21 @@ def _encode(model, variables, images):
 class FeatureCache:
   """Replaces the images of a pair batch by their (cached) frozen-encoder features."""
 
-  def __init__(self, model, variables, max_entries=50_000):
-    self.model, self.max_entries = model, max_entries
-    self.variables = {"params": {"encoder": variables["params"]["encoder"]}}
-    if "encoder" in variables.get("batch_stats", {}):
-      self.variables["batch_stats"] = {"encoder": variables["batch_stats"]["encoder"]}
+  def __init__(self, model, variables, max_entries=50_000, chunk_size=4):
+    self.model, self.max_entries, self.chunk_size = model, max_entries, chunk_size
+    self.variables = encoder_variables(variables)
     self.entries = collections.OrderedDict()
     self.hits = self.misses = 0
 
   def encode(self, images):
     """Images [N, S, S, 3] (uint8, or normalised float) -> encoder features [N, h, w, C]
-    (numpy), through the cache."""
+    (numpy), through the cache. Only the images not in the cache are encoded,
+    ``chunk_size`` at a time."""
     keys = [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in images]
     missing = list(dict.fromkeys(k for k in keys if k not in self.entries))
     if missing:
       rows = [keys.index(k) for k in missing]
-      padded = images[rows + rows[:1] * (len(images) - len(rows))]  # one shape: one compile
-      features = np.asarray(_encode(self.model, self.variables, padded))
+      features = encode_chunks(self.model, self.variables, images[rows], self.chunk_size)
       for k, f in zip(missing, features):
         self.entries[k] = f
     self.misses += len(missing)
@@ -71,16 +69,31 @@ class FeatureCache:
 
 
 # ----------------------------------------------------------------------------- views
-def encode_images(model, variables, images, chunk_size=16, desc="encode"):
-  """uint8 [N, S, S, 3] -> float16 encoder features [N, h, w, C], a fixed-size chunk at a
-  time (one compiled shape), with a progress bar."""
+def encoder_variables(variables):
+  """The encoder's parameters of a model's variables, and its batch statistics if any."""
   encoder = {"params": {"encoder": variables["params"]["encoder"]}}
+  if "encoder" in variables.get("batch_stats", {}):
+    encoder["batch_stats"] = {"encoder": variables["batch_stats"]["encoder"]}
+  return encoder
+
+
+def encode_chunks(model, encoder, images, chunk_size, progress=None):
+  """Images [N, S, S, 3] -> float32 encoder features [N, h, w, C] (numpy), ``chunk_size``
+  at a time, the last chunk padded (one compiled shape); ``progress`` wraps the chunks."""
+  starts = range(0, len(images), chunk_size)
   out = []
-  for start in tqdm.trange(0, len(images), chunk_size, desc=desc, leave=False):
+  for start in progress(starts) if progress else starts:
     chunk = images[start:start + chunk_size]
     padded = np.concatenate([chunk, chunk[:1].repeat(chunk_size - len(chunk), 0)])
     out.append(np.asarray(_encode(model, encoder, padded))[:len(chunk)])
-  return np.concatenate(out).astype(np.float16)
+  return np.concatenate(out)
+
+
+def encode_images(model, variables, images, chunk_size=16, desc="encode"):
+  """uint8 [N, S, S, 3] -> float16 encoder features [N, h, w, C], with a progress bar."""
+  progress = functools.partial(tqdm.tqdm, desc=desc, leave=False)
+  return encode_chunks(model, encoder_variables(variables), images, chunk_size,
+                       progress).astype(np.float16)
 
 
 def _digest(*parts):

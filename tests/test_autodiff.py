@@ -14,6 +14,8 @@ from coseg_jax import CoSegNet, init_variables
 from coseg_jax.models import conv
 from tiny import SIZE, SMALL, images
 
+pytestmark = pytest.mark.slow  # whole models through jvp, jacfwd and Hessians: minutes of compiling (test_conv.py checks the rules fast)
+
 
 def random_like(tree, seed):
   leaves, treedef = jax.tree.flatten(tree)

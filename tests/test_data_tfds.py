@@ -160,6 +160,7 @@ def test_folder_builder_keeps_full_size_masks(folder_built):
   assert "tensorflow" not in sys.modules
 
 
+@pytest.mark.slow
 def test_eval_of_a_tfds_folder_equals_the_folder_and_saves_maps(folder_built, tmp_path):
   """evaluate.run on the built dataset: the folder reader's tables, maps at the files' size."""
   import test_evaluate  # pylint: disable=g-import-not-at-top
@@ -195,6 +196,7 @@ def real_built(tmp_path_factory):
   return data / "pascal_voc10_coseg", data_dir, name
 
 
+@pytest.mark.slow
 def test_real_pascal_voc10_equals_the_folder_reader(real_built):
   root, data_dir, name = real_built
   config = pipeline.resolve_config(_config(name, data_dir))
@@ -209,6 +211,7 @@ def test_real_pascal_voc10_equals_the_folder_reader(real_built):
       np.testing.assert_array_equal(got[key], expected[key], err_msg=f"pair {i} {key}")
 
 
+@pytest.mark.slow
 def test_real_groups_equal_the_folder_reader(real_built):
   root, data_dir, name = real_built
   config = _config(name, data_dir)

@@ -164,6 +164,7 @@ def mode_probs(model, variables, inputs):
   return {mode: segment(inputs) for mode, segment in segmenters.items()}
 
 
+@pytest.mark.slow
 def test_group_modes_differ_where_attention_matters():
   inputs = uint8_images(3)  # a different colour each: different attentions
   config = tiny_config()

@@ -12,6 +12,8 @@ from coseg_jax.models.attention import ATTENTIONS, reduce_group
 from test_group import sharpened
 from tiny import REPO
 
+pytestmark = pytest.mark.slow  # runs the docs' examples, training included
+
 PAGE = REPO / "docs" / "extending.md"
 
 

@@ -65,6 +65,7 @@ def train_steps(path):
 
 
 # ----------------------------------------------------------------------------- 1: config
+@pytest.mark.slow
 def test_changed_config_is_refused_before_anything_is_written(run_copy):
   before = snapshot(run_copy)
   config = tiny_config(STEPS)
@@ -85,6 +86,7 @@ def test_changed_config_is_refused_before_anything_is_written(run_copy):
   assert saved["changes"] == [{"train.log_every": [1, 2]}]
 
 
+@pytest.mark.slow
 def test_a_start_that_failed_before_any_checkpoint_can_be_corrected(tmp_path):
   wrong = tiny_config(STEPS)
   wrong.data.dataset = "folder"
@@ -100,6 +102,7 @@ def test_a_start_that_failed_before_any_checkpoint_can_be_corrected(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 2: lock
+@pytest.mark.slow
 def test_second_run_on_a_workdir_is_refused_and_a_stale_lock_taken_over(run_copy, capsys):
   lock = run_copy / workdir.LOCK_FILE
   holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -145,6 +148,7 @@ def test_numeric_config_values_are_checked_at_start_up(tmp_path, key, value, exp
 
 
 # ----------------------------------------------------------------------------- 4 + 10: corrupt
+@pytest.mark.slow
 def test_corrupt_newest_checkpoint_falls_back_to_the_newest_intact_one(run_copy, capsys):
   corrupt(run_copy / "checkpoints" / "4")
   train_lib.train_and_evaluate(tiny_config(STEPS), str(run_copy))
@@ -156,6 +160,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_intact_one(run_copy,
   assert [r["step"] for r in read_jsonl(run_copy / "metrics.jsonl") if "val_jaccard" in r] == [4]
 
 
+@pytest.mark.slow
 def test_eval_and_segment_skip_a_corrupt_newest_checkpoint(run_copy, tmp_path):
   corrupt(run_copy / "checkpoints" / "4")
   warnings = []
@@ -177,6 +182,7 @@ def test_eval_and_segment_skip_a_corrupt_newest_checkpoint(run_copy, tmp_path):
 
 
 # ----------------------------------------------------------------------------- 9: full disk
+@pytest.mark.slow
 def test_full_disk_stops_with_one_message_and_keeps_the_checkpoints(run_copy, monkeypatch):
   save = ocp.CheckpointManager.save
 
@@ -220,6 +226,7 @@ def test_storage_error_of_tensorstore_is_one_message_and_leaves_no_partial_step(
 
 
 # ----------------------------------------------------------------------------- 5: signals
+@pytest.mark.slow
 def test_sigterm_saves_the_current_step_and_resume_loses_nothing(tmp_path):
   env = {**os.environ, "PYTHONPATH": REPO, "PYTHONUNBUFFERED": "1"}
   env.pop("XLA_FLAGS", None)
@@ -271,6 +278,7 @@ def assert_one_line(result, expected):
   assert lines[-1].startswith("error: ") and expected in lines[-1], result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_train_cli_errors_are_one_line(tmp_path):
   result = command("train.py", "--config", "configs/demo.py", "--workdir", tmp_path / "w",
                    "--config.train.nope=3")
@@ -285,6 +293,7 @@ def test_train_cli_errors_are_one_line(tmp_path):
   assert "config.batch_size = 0 is invalid" in debug.stderr
 
 
+@pytest.mark.slow
 def test_eval_cli_errors_are_one_line(run4, tmp_path):
   assert_one_line(command("eval.py", f"--workdir={run4}", "--modes=pairs,nope"),
                   "unknown mode(s) ['nope']")
@@ -293,6 +302,7 @@ def test_eval_cli_errors_are_one_line(run4, tmp_path):
                   "is a released checkpoint without a run config: give the experiment config")
 
 
+@pytest.mark.slow
 def test_segment_port_weights_and_data_commands_errors_are_one_line(run4, tmp_path):
   (tmp_path / "photos").mkdir()
   Image.fromarray(noise(32, 32)).save(tmp_path / "photos" / "a.png")
@@ -323,6 +333,7 @@ def folder_dataset(root, sizes):
   return root
 
 
+@pytest.mark.slow
 def test_eval_checks_the_groups_before_any_work(tmp_path):
   root = folder_dataset(tmp_path / "data", {"aero": 3, "bus": 2, "solo": 1})
   config = evaluate_tests.tiny_config(dataset="folder", root=str(root))
@@ -336,6 +347,7 @@ def test_eval_checks_the_groups_before_any_work(tmp_path):
   assert report["results"]["all_foreground"]["classes"]["solo"]["images"] == 1
 
 
+@pytest.mark.slow
 def test_eval_writes_each_mode_as_it_finishes(tmp_path, monkeypatch):
   config = evaluate_tests.tiny_config()
   evaluate_tests.save_random_run(tmp_path / "run", config)
@@ -351,6 +363,7 @@ def test_eval_writes_each_mode_as_it_finishes(tmp_path, monkeypatch):
   assert saved["results"]["pairs"]["images"] == 8 and saved["step"] == 1
 
 
+@pytest.mark.slow
 def test_eval_takes_a_released_npz_checkpoint(tmp_path):
   config = evaluate_tests.tiny_config()
   config.model.attention = "ca_mlp"

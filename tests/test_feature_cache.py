@@ -43,7 +43,8 @@ def test_cache_encodes_each_image_once():
   config = frozen_config(True)
   model = train_lib.models.build(config.model)
   state = train_lib.create_state(config, model, jax.random.key(0))
-  cache = FeatureCache(model, {"params": state.params}, max_entries=3)
+  # 3 images missing, encoded 2 at a time: the second chunk is padded
+  cache = FeatureCache(model, {"params": state.params}, max_entries=3, chunk_size=2)
   rng = np.random.RandomState(0)
   images = rng.randn(4, 64, 64, 3).astype(np.float32)
   batch = {"image_a": images[:2], "image_b": images[[2, 0]], "mask_a": 0, "mask_b": 0}

@@ -8,7 +8,7 @@ from coseg_jax import CoSegNet, init_variables, preprocess, segment_group, segme
 from coseg_jax import group
 from coseg_jax.models.attention import reduce_group
 
-from tiny import SIZE, SMALL
+from tiny import SIZE, SMALL, attentions
 
 
 def uint8_images(n, seed=0):
@@ -34,7 +34,7 @@ def sharpened(variables, scale=30.0):
   return {**variables, "params": params}
 
 
-@pytest.fixture(scope="module", params=["ca", "fca", "csa", "none"])
+@pytest.fixture(scope="module", params=attentions())
 def small(request):
   model = CoSegNet(request.param, **SMALL)
   return model, sharpened(init_variables(model, jax.random.key(1), SIZE))
@@ -109,6 +109,7 @@ def test_chunking_compiles_once_and_does_not_change_results():
   assert after[0] - before[0] == 1 and after[1] - before[1] == 1
 
 
+@pytest.mark.slow
 def test_min_ignores_what_one_image_lacks():
   """Group Minimum Attention: a channel off in one image is off for all."""
   model = CoSegNet("ca", **SMALL)
@@ -118,6 +119,7 @@ def test_min_ignores_what_one_image_lacks():
   np.testing.assert_allclose(reduce_group(alphas, "min")[0], alphas.min(0))
 
 
+@pytest.mark.slow
 def test_single_image_is_segmented_with_its_own_attention():
   model = CoSegNet("ca", **SMALL)
   variables = init_variables(model, jax.random.key(4), SIZE)
@@ -130,8 +132,8 @@ def test_single_image_is_segmented_with_its_own_attention():
   np.testing.assert_allclose(probs_loo, probs, atol=1e-6)
 
 
-@pytest.mark.parametrize("encode_once", [False, True])
-@pytest.mark.parametrize("attention", ["ca", "fca", "csa", "none"])
+@pytest.mark.parametrize("encode_once", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("attention", attentions())
 def test_pairwise_averages_over_all_pairs(attention, encode_once):
   model = CoSegNet(attention, **SMALL)
   variables = init_variables(model, jax.random.key(5), SIZE)
@@ -161,6 +163,7 @@ def test_bad_groups_raise_clear_errors():
     segment_group(model, variables, uint8_images(2), chunk_size=0)
 
 
+@pytest.mark.slow
 def test_wrong_pixel_values_are_refused_naming_the_image():
   model = CoSegNet("ca", **SMALL)
   variables = init_variables(model, jax.random.key(6), SIZE)

@@ -12,7 +12,7 @@ from coseg_jax.models.decoder import UpsampleConv, upsample2x
 import flax.linen as nn
 from coseg_jax.models.vgg import conv_indices
 
-from tiny import SIZE, SMALL, images
+from tiny import SIZE, SMALL, attentions, images
 
 
 @functools.cache
@@ -22,7 +22,7 @@ def small_model(attention):
   return model, init_variables(model, jax.random.key(0), SIZE)
 
 
-@pytest.fixture(params=["ca", "fca", "csa", "none"])
+@pytest.fixture(params=attentions())
 def small(request):
   return small_model(request.param)
 
@@ -154,7 +154,8 @@ def test_upsample_is_nearest():
                                 [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
 
 
-@pytest.mark.parametrize("height, width", [(1, 1), (3, 5), (8, 8)])
+@pytest.mark.parametrize("height, width", [(3, 5), *(pytest.param(*s, marks=pytest.mark.slow)
+                                                    for s in [(1, 1), (8, 8)])])
 def test_upsample_conv_equals_conv_of_the_upsampled_map(height, width):
   rng = np.random.default_rng(height)
   x = jnp.asarray(rng.normal(size=(2, height, width, 6)), jnp.float32)
@@ -202,6 +203,7 @@ def test_preprocess_matches_torchvision_formula():
     preprocess(x.astype(np.float32))
 
 
+@pytest.mark.slow
 def test_light_encoder_preset_follows_vgg_bn_names():
   """convs_per_stage=1 with BatchNorm: names like torchvision's vgg11_bn (conv N, BN N+1)."""
   model = CoSegNet("csa", encoder_widths=(8, 8, 16, 16, 16), encoder_convs=(1, 1, 1, 1, 1),

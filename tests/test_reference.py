@@ -86,6 +86,7 @@ def test_group_matches(checkpoint, variables, reduce, leave_one_out):
   assert rel_err(probs, expected) < TOL
 
 
+@pytest.mark.slow
 def test_train_step_matches(checkpoint, variables):
   """Fine-tuning: loss, gradients and BatchNorm running means after one step (float64)."""
   got, ref = train_step(MODEL, variables, checkpoint[0])

@@ -47,6 +47,7 @@ def run_segment(run_dir, inputs, out, *extra):
                 "--image-size", "64", "--chunk-size", "2", *extra])
 
 
+@pytest.mark.slow
 def test_segments_a_folder_of_mixed_images(run_dir, tmp_path):
   sizes = write_mixed_images(tmp_path / "photos")
   assert images.read_image(tmp_path / "photos" / "deep.png").dtype == np.uint8
@@ -64,6 +65,7 @@ def test_segments_a_folder_of_mixed_images(run_dir, tmp_path):
   assert not (out / "attention_pca.png").exists()  # one group
 
 
+@pytest.mark.slow
 def test_subfolders_are_groups_with_an_attention_plot(run_dir, tmp_path):
   for n, name in enumerate(("cats", "dogs")):
     (tmp_path / "groups" / name).mkdir(parents=True)
@@ -78,6 +80,7 @@ def test_subfolders_are_groups_with_an_attention_plot(run_dir, tmp_path):
   assert opened(tmp_path / "out" / "attention_pca.png")[0] in ("RGB", "RGBA")
 
 
+@pytest.mark.slow
 def test_several_folders_are_groups_with_soft_maps(run_dir, tmp_path):
   folders = [tmp_path / "a" / "cows", tmp_path / "b" / "cars"]
   for n, folder in enumerate(folders):
@@ -121,6 +124,7 @@ def test_probability_image_is_8_bit():
                                 [[0, 128, 255, 255]])
 
 
+@pytest.mark.slow
 def test_a_list_of_files_is_one_group(run_dir, tmp_path):
   files = [tmp_path / "a.png", tmp_path / "sub" / "b.jpg"]
   files[1].parent.mkdir()
@@ -131,6 +135,7 @@ def test_a_list_of_files_is_one_group(run_dir, tmp_path):
       "a_mask.png", "a_overlay.png", "b_mask.png", "b_overlay.png", "contact_sheet.png"}
 
 
+@pytest.mark.slow
 def test_errors_name_the_path(run_dir, tmp_path):
   good = tmp_path / "good"
   good.mkdir()

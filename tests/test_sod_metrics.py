@@ -113,6 +113,7 @@ def test_maps_are_written_in_the_eval_co_sod_layout(tmp_path):
   assert two.method_name("group_min") == "m_group_min"
 
 
+@pytest.mark.slow
 def test_score_folder_cli_scores_saved_maps(tmp_path):
   saved, truth = one_false_positive()
   for folder, array in (("images", np.zeros((4, 4, 3), np.uint8)),

@@ -5,10 +5,13 @@ import functools
 
 import jax
 import numpy as np
+import pytest
 
 from coseg_jax import eval_steps, models, preprocess, train_lib
 from coseg_jax.data import pipeline
 from tiny import tiny_config
+
+pytestmark = pytest.mark.slow  # compiles full train and eval steps twice
 
 
 def _batches():

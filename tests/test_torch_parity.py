@@ -16,12 +16,12 @@ from coseg_jax import torch_twin as tt
 from coseg_jax.models.vgg import VGG16Encoder
 from coseg_jax.weights import WeightFileError, strip_prefix, variable_shapes
 from parity_utils import SIZE, TOL, WIDTHS, grad_errors, images, rel_err, train_step
+from tiny import attentions
 # pylint: enable=g-import-not-at-top
 
 jax.config.update("jax_default_matmul_precision", "float32")
 
 DECODER_WIDTHS = (32, 16, 16, 8)
-ATTENTIONS = ("ca", "fca", "csa", "none")
 
 
 def random_variables(model, seed):
@@ -36,7 +36,7 @@ def random_variables(model, seed):
       lambda path, x: draws[path[-1].key](x.shape).astype(np.float32), variable_shapes(model))
 
 
-@pytest.fixture(scope="module", params=ATTENTIONS)
+@pytest.fixture(scope="module", params=attentions())
 def nets(request):
   """(flax model, its random variables, the twin loaded with them in eval mode)."""
   model = CoSegNet(request.param, encoder_widths=WIDTHS, decoder_widths=DECODER_WIDTHS, dropout_rate=0.0)
@@ -78,6 +78,7 @@ def test_group_settings_are_distinguishable():
       assert rel_err(x, y) > 100 * TOL
 
 
+@pytest.mark.slow
 def test_train_step_matches(nets):
   """Loss, gradients and BatchNorm statistics after one training step (float64, see train_step)."""
   model, variables, twin = nets

@@ -7,7 +7,7 @@ import pytest
 from flax import traverse_util
 
 from coseg_jax import CoSegNet, preprocess, segment_group
-from tiny import REPO, SMALL
+from tiny import REPO, SMALL, attentions
 
 REFERENCE = REPO / "tests" / "twin_reference.npz"
 TOL = 1e-4  # max |jax - torch| / max |torch|, as in test_torch_parity.py
@@ -39,7 +39,7 @@ def _lookup(tree, path):
   return tree
 
 
-@pytest.mark.parametrize("attention", ["ca", "fca", "csa", "none"])
+@pytest.mark.parametrize("attention", attentions())
 def test_outputs_match_the_stored_twin_outputs(reference, attention):
   arrays, variables = reference
   model = CoSegNet(attention, dropout_rate=0.0, **SMALL)

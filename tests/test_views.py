@@ -135,6 +135,7 @@ def views_config(root, cache_dir, steps=2):
   return config
 
 
+@pytest.mark.slow
 def test_view_features_are_cached_on_disk(tmp_path):
   root = write_folder_dataset(tmp_path / "data")
   config = views_config(root, tmp_path / "cache")
@@ -162,6 +163,7 @@ def test_view_features_are_cached_on_disk(tmp_path):
   assert len(list((tmp_path / "cache").iterdir())) == 2  # other views: another cache
 
 
+@pytest.mark.slow
 def test_training_on_views_trains_the_decoder_only(tmp_path):
   root = write_folder_dataset(tmp_path / "data")
   config = views_config(root, tmp_path / "cache")

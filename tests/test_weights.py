@@ -62,6 +62,7 @@ def test_missing_and_corrupt_files(tmp_path):
     load_torchvision_vgg16(bad)
 
 
+@pytest.mark.slow
 def test_init_variables_rejects_weights_for_another_width(tmp_path):
   path = tmp_path / "vgg.npz"
   np.savez(path, **fake_vgg16_state(2, classifier=False))

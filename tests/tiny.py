@@ -13,6 +13,13 @@ DECODER_WIDTHS = (16, 8, 8, 8)
 SMALL = dict(encoder_widths=ENCODER_WIDTHS, decoder_widths=DECODER_WIDTHS)
 
 
+def attentions():
+  """The four attentions as test parameters: FCA (the recipe's) in every tier, the other
+  three marked slow, so ``make test-fast`` checks one attention and the full suite all."""
+  import pytest  # pylint: disable=g-import-not-at-top
+  return ["fca"] + [pytest.param(a, marks=pytest.mark.slow) for a in ("ca", "csa", "none")]
+
+
 def images(seed, n=2, size=SIZE):
   """n preprocessed random uint8 images [n, size, size, 3]."""
   from coseg_jax import preprocess  # pylint: disable=g-import-not-at-top
