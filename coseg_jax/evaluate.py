@@ -16,6 +16,11 @@ Modes (``MODES``):
 * ``all_foreground``: every pixel of every group image foreground (a trivial baseline).
 * ``center_box``: the middle half of each side of every group image foreground (a fixed
   box, the baseline that a co-segmentation model must beat to show it finds objects).
+* ``distractor``: the distractor test (``coseg_jax.distractors``): every image with an
+  object of another group pasted in, co-segmented once with an image of its own group
+  and once with one of the pasted object's group; only the shared object is the target.
+  A model that ignores the other image scores at most 50 % (the mean of the two
+  targets); ``distractor_center_box`` and ``distractor_all_foreground`` are its baselines.
 
 The group modes score every image at its ORIGINAL resolution: the S x S probability map
 is resized back to the image's H x W (bilinear), thresholded at 0.5 and compared with the
@@ -39,7 +44,8 @@ import numpy as np
 from PIL import Image
 import tqdm
 
-from coseg_jax import checkpoints, eval_steps, group, metrics, models, sod_metrics, weights
+from coseg_jax import (checkpoints, distractors, eval_steps, group, metrics, models, sod_metrics,
+                       weights)
 from coseg_jax.constants import STRIDE, THRESHOLD
 from coseg_jax.data import folders, pipeline
 from coseg_jax.parallel import Sharding, build_data
@@ -47,7 +53,8 @@ from coseg_jax.parallel import Sharding, build_data
 PAIR_MODES = ("pairs", "pairs_all_foreground")
 BASELINE_MODES = ("all_foreground", "center_box")
 GROUP_MODES = ("pairwise", "group_mean", "group_min") + BASELINE_MODES
-MODES = PAIR_MODES + GROUP_MODES
+DISTRACTOR_MODES = ("distractor",) + tuple(f"distractor_{m}" for m in BASELINE_MODES)
+MODES = PAIR_MODES + GROUP_MODES + DISTRACTOR_MODES
 DEFAULT_MODES = {"voc": PAIR_MODES, "synthetic": MODES, "folder": GROUP_MODES}
 RELEASED_IMAGE_SIZE = 512  # the released reference checkpoints were trained at 512x512
 
@@ -253,16 +260,17 @@ def resolve_modes(dataset, modes=None):
   unknown = [m for m in modes if m not in MODES]
   if unknown:
     raise ValueError(f"unknown mode(s) {unknown}; expected some of {list(MODES)}")
-  if dataset == "voc" and set(modes) & set(GROUP_MODES):
-    raise ValueError(f"modes {[m for m in modes if m in GROUP_MODES]} need groups, which "
-                     f"VOC 2012 pairs do not have; use {list(PAIR_MODES)}")
+  grouped = [m for m in modes if m in GROUP_MODES + DISTRACTOR_MODES]
+  if dataset == "voc" and grouped:
+    raise ValueError(f"modes {grouped} need groups, which VOC 2012 pairs do not have; use "
+                     f"{list(PAIR_MODES)}")
   return modes
 
 
 def check_groups(data_config, modes):
   """Raises, before any work, if the groups cannot be scored in ``modes`` (no masks, or
   a group of one image for ``pairwise``), naming the groups; reads no pixels."""
-  if not set(modes) & set(GROUP_MODES):
+  if not set(modes) & set(GROUP_MODES + DISTRACTOR_MODES):
     return
   if data_config.dataset == "synthetic":
     if "pairwise" in modes and data_config.group_size < 2:
@@ -278,6 +286,9 @@ def check_groups(data_config, modes):
     raise ValueError(f"groups {unscored} of {data_config.root} have no masks, so they cannot "
                      "be scored (segment them with `python -m coseg_jax.segment` instead)")
   single = [g.name for g in dataset.groups if len(g.images) < 2]
+  if set(modes) & set(DISTRACTOR_MODES) and len(dataset.groups) < 2:
+    raise ValueError(f"the distractor modes need at least two groups; {data_config.root} "
+                     f"has {len(dataset.groups)} (choose them with --config.data.groups)")
   if "pairwise" in modes and single:
     raise ValueError(f"mode pairwise needs at least 2 images per group; groups {single} of "
                      f"{data_config.root} have one (leave pairwise out with --modes, or "
@@ -359,9 +370,36 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   if group_modes:
     evaluate_groups(lambda: pipeline.iterate_groups(data_config, split=split), group_modes,
                     finished, threshold, writer)
+  wanted = [m for m in modes if m in DISTRACTOR_MODES]
+  if wanted:
+    evaluate_distractors(data_config, split, {m: distractor_segmenters(
+        model, variables, chunk_size)[m] for m in wanted}, finished, threshold)
   report["results"] = {m: report["results"][m] for m in modes}
   write_report(report, out)
   return report
+
+
+def distractor_segmenters(model, variables, chunk_size=8):
+  """{distractor mode: fn(images, pairs) -> P(foreground) of each pair's first image}."""
+  single = group_segmenters(model, variables, chunk_size)
+  return {"distractor": distractors.model_segmenter(model, variables, chunk_size),
+          **{f"distractor_{m}": distractors.image_segmenter(single[m]) for m in BASELINE_MODES}}
+
+
+def evaluate_distractors(data_config, split, segmenters, on_result=None, threshold=THRESHOLD):
+  """{distractor mode: ``distractors.evaluate`` result + "seconds"}; the composites are
+  made once (seed ``distractors.SEED``), so every mode and model sees the same ones."""
+  groups = list(tqdm.tqdm(pipeline.iterate_groups(data_config, split=split), desc="groups",
+                          unit="group", leave=False, dynamic_ncols=True))
+  composites = distractors.render(groups, data_config.image_size)
+  results = {}
+  for mode, segment in segmenters.items():
+    start = time.perf_counter()
+    results[mode] = {**distractors.evaluate(composites, segment, threshold),
+                     "seconds": time.perf_counter() - start}
+    if on_result:
+      on_result(mode, results[mode])
+  return results
 
 
 def default_out_path(report):
@@ -443,4 +481,32 @@ def format_report(report):
     lines += ["", _text_table(["", *group_modes], [["seconds"] + [
         f"{results[m]['seconds']:.1f}" for m in group_modes]])]
     lines += sod_table(results, group_modes)
+  lines += distractor_table(report)
   return "\n".join(lines)
+
+
+def distractor_table(report):
+  """Text lines of the distractor modes ([] if none ran): Jaccard of each target and
+  their mean, per class of the composites' own objects."""
+  modes = [m for m in report["modes"] if m in DISTRACTOR_MODES]
+  if not modes:
+    return []
+  results = report["results"]
+  columns = [(m, t) for m in modes for t in (*distractors.TARGETS, "mean")]
+
+  def cells(c):
+    def one(m, t):
+      if t == "mean":
+        return np.mean([results[m][u]["classes"][c]["jaccard"] for u in distractors.TARGETS])
+      return results[m][t]["classes"][c]["jaccard"]
+    return [_percent(one(m, t)) for m, t in columns]
+  classes = list(results[modes[0]]["own"]["classes"])
+  rows = [[c, *cells(c)] for c in classes]
+  rows.append(["Average", *[_percent(results[m]["average"]["jaccard"] if t == "mean" else
+                                     results[m][t]["average"]["jaccard"]) for m, t in columns]])
+  header = ["class", *[f"{m.removeprefix('distractor_') if m != 'distractor' else 'model'} "
+                       f"{t}" for m, t in columns]]
+  return ["", f"Distractor test, Jaccard (%) at S x S, threshold {report.get('threshold')}: "
+          "each image with another class's object pasted in, target = what its partner shows "
+          f"({results[modes[0]]['images']} composites; a model blind to the partner gets "
+          "mean <= 50):", _text_table(header, rows)]

@@ -197,12 +197,21 @@ def _pair_model_pairs(model, variables, images, chunk_size):
 
 def _decoded_pairs(model, variables, images, chunk_size):
   """``_pair_model_pairs`` from features encoded once: a decoder pass per ordered pair."""
-  features, alphas = group_attention(model, variables, images, chunk_size)
-  features = jnp.concatenate(features)[:len(images)]
   ordered = np.array(list(itertools.permutations(range(len(images)), 2)))
   total = np.zeros(images.shape[:3], np.float64)
-  for start, stop in _chunks(len(ordered), chunk_size):
-    own, other = _pad(ordered[start:stop], chunk_size).T
-    probs = decode_chunk(model, variables, features[own], alphas[own], alphas[other])
-    np.add.at(total, own[:stop - start], np.asarray(probs)[:stop - start])
+  for start, probs in decode_pairs(model, variables, images, ordered, chunk_size):
+    np.add.at(total, ordered[start:start + len(probs), 0], probs)
   return total
+
+
+def decode_pairs(model, variables, images, pairs, chunk_size=8):
+  """Image ``pairs[k, 0]`` co-segmented with image ``pairs[k, 1]`` as the pair forward
+  does in eval mode, with every image encoded once and a decoder pass per pair
+  (``combine(alpha_own, alpha_other)``). Yields (k of the chunk's first pair,
+  P(foreground) float32 [K, H, W]) chunk by chunk, so memory is bounded by the chunk."""
+  features, alphas = group_attention(model, variables, images, chunk_size)
+  features = jnp.concatenate(features)[:len(alphas)]
+  for start, stop in _chunks(len(pairs), chunk_size):
+    own, other = _pad(np.asarray(pairs[start:stop]), chunk_size).T
+    probs = decode_chunk(model, variables, features[own], alphas[own], alphas[other])
+    yield start, np.asarray(probs)[:stop - start]

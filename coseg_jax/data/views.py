@@ -105,7 +105,7 @@ def _mirror(image, mask, rng):
   return image, mask
 
 
-def _paste(base_image, base_mask, donor_image, donor_mask, rng, sides=PASTE_SIDES):
+def paste(base_image, base_mask, donor_image, donor_mask, rng, sides=PASTE_SIDES):
   """Pastes the donor's object over an S x S base -> (image, labels) or None."""
   size = base_image.shape[0]
   top, bottom, left, right = _box(donor_mask)
@@ -185,7 +185,7 @@ def render(groups, config):
     for _ in range(config.composites):
       donor = items[donors[g][rng.integers(len(donors[g]))]]
       base_image, base_mask = bases[rng.integers(len(bases))]
-      pasted = _paste(base_image, base_mask, *_mirror(donor[1], donor[2], rng), rng)
+      pasted = paste(base_image, base_mask, *_mirror(donor[1], donor[2], rng), rng)
       if pasted is not None:
         out.add(*pasted, index, g, donor[0])
   return out.views()
@@ -211,7 +211,7 @@ def render_copastes(groups, config, count):
     rendered = []
     for base in bases:  # numpy ints
       g, image, mask = items[base]
-      pasted = _paste(*_resized(image, mask, config.size), patch, shape, rng, SHARED_SIDES)
+      pasted = paste(*_resized(image, mask, config.size), patch, shape, rng, SHARED_SIDES)
       if pasted is None:
         break
       rendered.append((pasted, base, g))

@@ -1,0 +1,150 @@
+"""The distractor test: does a model segment what two images share, or what it recognises?
+
+Every image of the evaluated groups, at the model's input size S x S, gets the object of
+an image of ANOTHER group pasted over it (``views.paste``, as the training composites
+are made) and is co-segmented twice:
+
+* with another image of its own group: the target is its own object, the pasted one is
+  a distractor;
+* with another image of the pasted object's group: the target is the pasted object,
+  its own object is the distractor.
+
+A model that ignores the other image (``attention="none"``, a saliency model, a fixed
+box) gives one map P for both pairs. The two objects A and B are disjoint and
+|P u A| >= |P|, so J(P, A) + J(P, B) <= |P n A| / |P| + |P n B| / |P| <= 1: the mean
+of the two targets' Jaccard is at most 50 % for every composite, hence on average. A
+score above 50 can only come from using the other image: co-segmentation.
+
+Scored at S x S (where the composite is made): per-image Jaccard and precision for each
+target, averaged within the class of the composite's own object, then over classes.
+"""
+
+import dataclasses
+
+import numpy as np
+import tqdm
+
+from coseg_jax import group, metrics, sod_metrics
+from coseg_jax.constants import THRESHOLD
+from coseg_jax.data import pipeline, views
+
+TARGETS = ("own", "pasted")  # the target object of each of a composite's two pairs
+TRIES = 5  # donors tried per image before it is left out (the paste found no place)
+SEED = 0  # the composites of ``evaluate.py``: the same for every model
+
+
+@dataclasses.dataclass
+class Composites:
+  """Composites of a dataset's groups and the images they are paired with.
+
+  images: uint8 [M + T, S, S, 3], the M plain images of the groups then the T composites;
+  labels: uint8 [T, S, S] (0 background, ``views.OWN``, ``views.PASTED``); classes: the
+  class name of each composite's own object [T]; partners: int [T, 2], the plain image
+  (index into ``images``) paired with each composite for the own / the pasted target.
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  classes: list
+  partners: np.ndarray
+
+  def pairs(self, target):
+    """int [T, 2]: (composite, partner) indices into ``images`` for ``target``."""
+    count = len(self.labels)
+    first = len(self.images) - count
+    return np.stack([np.arange(first, first + count), self.partners[:, TARGETS.index(target)]],
+                    axis=1)
+
+  def targets(self, target):
+    """uint8 [T, S, S]: 1 on the ``target`` object."""
+    value = views.OWN if target == "own" else views.PASTED
+    return (self.labels == value).astype(np.uint8)
+
+
+def _other(indices, exclude, rng):
+  choices = [k for k in indices if k != exclude]
+  return choices[rng.integers(len(choices))]
+
+
+def render(groups, size, seed=SEED):
+  """``Composites`` of ``groups`` (dicts of ``pipeline.iterate_groups``: name, images,
+  masks, inputs), deterministic given ``seed``. Images with an empty mask are not used as
+  a base (they have no own target) nor as a donor. Raises if fewer than two groups or a
+  group with fewer than two images with an object."""
+  groups = list(groups)
+  if len(groups) < 2:
+    raise ValueError(f"the distractor test needs at least two groups (the pasted object "
+                     f"comes from another one); got {len(groups)}")
+  rng = np.random.default_rng(seed)
+  items = [(g, i) for g, grp in enumerate(groups) for i in range(len(grp["inputs"]))]
+  index = {item: k for k, item in enumerate(items)}
+  with_object = {g: [index[g, i] for i, m in enumerate(grp["masks"]) if m.any()]
+                 for g, grp in enumerate(groups)}
+  few = [groups[g]["name"] for g, found in with_object.items() if len(found) < 2]
+  if few:
+    raise ValueError(f"groups {few} have fewer than two images with an object: the "
+                     "distractor test pairs each composite with another image of the group")
+  composites, labels, classes, partners = [], [], [], []
+  for g, grp in enumerate(groups):
+    for k in with_object[g]:
+      made = _composite(groups, items, with_object, g, k, size, rng)
+      if made is None:
+        continue
+      image, label, donor = made
+      composites.append(image)
+      labels.append(label)
+      classes.append(grp["name"])
+      partners.append((_other(with_object[g], k, rng),
+                       _other(with_object[items[donor][0]], donor, rng)))
+  plain = np.concatenate([grp["inputs"] for grp in groups])
+  return Composites(np.concatenate([plain, np.stack(composites)]), np.stack(labels), classes,
+                    np.asarray(partners, np.int32))
+
+
+def _composite(groups, items, with_object, g, k, size, rng):
+  """(image, labels, donor item) of item ``k`` (group ``g``) with a donor's object, or None."""
+  _, i = items[k]
+  base_mask = pipeline.resize_mask(groups[g]["masks"][i], size).astype(bool)
+  donors = [d for h, found in with_object.items() if h != g for d in found]
+  for _ in range(TRIES):
+    donor = donors[rng.integers(len(donors))]
+    h, j = items[donor]
+    pasted = views.paste(groups[g]["inputs"][i], base_mask, groups[h]["images"][j],
+                         groups[h]["masks"][j], rng)
+    if pasted is not None and (pasted[1] == views.OWN).any():
+      return (*pasted, donor)
+  return None
+
+
+def model_segmenter(model, variables, chunk_size=8):
+  """fn(images [M, S, S, 3], pairs [P, 2]) -> P(foreground) [P, S, S] of each pair's first
+  image co-segmented with its second (``group.decode_pairs``)."""
+  def segment(images, pairs):
+    chunks = group.decode_pairs(model, variables, images, pairs, chunk_size)
+    total = -(-len(pairs) // chunk_size)
+    return np.concatenate([probs for _, probs in tqdm.tqdm(
+        chunks, desc="distractor pairs", total=total, leave=False, dynamic_ncols=True)])
+  return segment
+
+
+def image_segmenter(segment):
+  """A ``model_segmenter``-like fn from one that sees a single image (the baselines)."""
+  return lambda images, pairs: segment(images[pairs[:, 0]])
+
+
+def evaluate(composites, segment, threshold=THRESHOLD):
+  """{"own" / "pasted": {"classes": ``metrics.group_means`` table, "average"}, "average":
+  {"jaccard", "precision"} (the mean of the two targets' class averages: at most 0.5 for a
+  segmenter that ignores the partner), "images": T}."""
+  pairs = np.concatenate([composites.pairs(t) for t in TARGETS])
+  probs = np.split(segment(composites.images, pairs), len(TARGETS))  # one encoding pass
+  result = {}
+  for target, target_probs in zip(TARGETS, probs):
+    predicted = np.stack([sod_metrics.binarize(p, threshold) for p in target_probs])
+    table = metrics.group_means(metrics.counts(predicted, composites.targets(target)),
+                                composites.classes)
+    result[target] = {"classes": table, "average": metrics.class_average(table)}
+  result["average"] = {k: float(np.mean([result[t]["average"][k] for t in TARGETS]))
+                       for k in ("jaccard", "precision")}
+  result["images"] = len(composites.labels)
+  return result
+
