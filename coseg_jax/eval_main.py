@@ -8,7 +8,9 @@ r"""Evaluates a trained CoSegNet: the paper's per-class tables, printed and save
       --config.data.dataset=folder --config.data.root=/data/msrc_cow
 
 Modes (default by dataset): pairs, pairs_all_foreground (voc, synthetic); pairwise,
-group_mean, group_min, all_foreground, center_box (folder, synthetic). See docs/evaluation.md.
+group_mean, group_min, all_foreground, center_box (folder, synthetic); on request the
+distractor test (distractor, distractor_center_box, distractor_all_foreground: does the
+model use the other image?). See docs/evaluation.md.
 
   python eval.py --workdir runs/csa --config configs/csa.py --config.data.dataset=folder \
       --config.data.root=/data/iCoseg --modes=group_mean --save_maps pred --method csa \

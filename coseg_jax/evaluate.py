@@ -55,7 +55,7 @@ BASELINE_MODES = ("all_foreground", "center_box")
 GROUP_MODES = ("pairwise", "group_mean", "group_min") + BASELINE_MODES
 DISTRACTOR_MODES = ("distractor",) + tuple(f"distractor_{m}" for m in BASELINE_MODES)
 MODES = PAIR_MODES + GROUP_MODES + DISTRACTOR_MODES
-DEFAULT_MODES = {"voc": PAIR_MODES, "synthetic": MODES, "folder": GROUP_MODES}
+DEFAULT_MODES = {"voc": PAIR_MODES, "synthetic": PAIR_MODES + GROUP_MODES, "folder": GROUP_MODES}
 RELEASED_IMAGE_SIZE = 512  # the released reference checkpoints were trained at 512x512
 
 

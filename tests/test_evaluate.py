@@ -197,7 +197,7 @@ def test_eval_cli_writes_table_and_json(trained_run, tmp_path):
   assert "Average" in result.stdout and "pairs_all_foreground" in result.stdout
   report = json.loads(out.read_text())
   assert report["step"] == 2 and report["dataset"] == "synthetic"
-  assert report["modes"] == list(evaluate.MODES)  # the synthetic default: every mode
+  assert report["modes"] == list(evaluate.PAIR_MODES + evaluate.GROUP_MODES)  # synthetic default
   assert report["config"]["model"]["attention"] == "csa"
   assert report["results"]["pairs"]["images"] == 8  # 4 pairs, both images
   for mode in evaluate.GROUP_MODES:
