@@ -13,7 +13,6 @@ import numpy as np
 import tqdm
 
 from coseg_jax import metrics
-from coseg_jax.preprocessing import model_input
 
 
 def pixel_counts(logits, mask):
@@ -23,8 +22,7 @@ def pixel_counts(logits, mask):
 
 def eval_step(variables, batch, *, model):
   """Per-image metric counts [2B] (A images then B images) of the pair model in eval mode."""
-  logits_a, logits_b = model.apply(variables, model_input(batch["image_a"]),
-                                   model_input(batch["image_b"]))
+  logits_a, logits_b = model.apply(variables, batch["image_a"], batch["image_b"])
   a, b = pixel_counts(logits_a, batch["mask_a"]), pixel_counts(logits_b, batch["mask_b"])
   return jax.tree.map(lambda x, y: jax.numpy.concatenate([x, y]), a, b)
 

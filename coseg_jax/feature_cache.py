@@ -24,12 +24,11 @@ import tqdm
 
 from coseg_jax.data import folders, views
 from coseg_jax.models.coseg import CoSegNet
-from coseg_jax.preprocessing import model_input
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _encode(model, variables, images):
-  return model.apply(variables, model_input(images), method=CoSegNet.encode)
+  return model.apply(variables, images, method=CoSegNet.encode)
 
 
 class FeatureCache:

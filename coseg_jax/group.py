@@ -34,7 +34,7 @@ import numpy as np
 from coseg_jax.constants import THRESHOLD
 from coseg_jax.models.attention import reduce_group
 from coseg_jax.models.coseg import CoSegNet, check_images
-from coseg_jax.preprocessing import NORMALISED_RANGE, model_input
+from coseg_jax.preprocessing import NORMALISED_RANGE
 
 RANGE_SLACK = 1e-3  # rounding of images normalised in another framework
 
@@ -43,7 +43,7 @@ def as_group(images):
   """A list or array of N images -> uint8 or float32 [N, H, W, 3], checked.
 
   uint8 images are RGB 0..255, sent to the device as they are and normalised there
-  (``model_input``); float images must be normalised already (within
+  (``CoSegNet.encode``); float images must be normalised already (within
   ``NORMALISED_RANGE``). Any other dtype (int arrays, nested lists of numbers, bool), a
   float image outside that range (e.g. 0..255) and NaN or infinite pixels raise a
   ``ValueError`` naming the image index.
@@ -97,7 +97,7 @@ def _pad(x, size):
 def encode_chunk(model: CoSegNet, variables, images):
   """vmap over a chunk of images -> (features [K, h, w, C], own attention [K, C])."""
   def one(image):
-    f = model.apply(variables, model_input(image[None]), method=CoSegNet.encode)
+    f = model.apply(variables, image[None], method=CoSegNet.encode)
     return f[0], model.apply(variables, f, method=CoSegNet.attend)[0]
   return jax.vmap(one)(images)
 
@@ -157,7 +157,7 @@ def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_o
 @functools.partial(jax.jit, static_argnums=0)
 def pair_chunk(model: CoSegNet, variables, images_a, images_b):
   """The pair model on a chunk of pairs -> P(foreground) of both images [K, H, W] each."""
-  logits_a, logits_b = model.apply(variables, model_input(images_a), model_input(images_b))
+  logits_a, logits_b = model.apply(variables, images_a, images_b)
   return jax.nn.softmax(logits_a)[..., 1], jax.nn.softmax(logits_b)[..., 1]
 
 

@@ -37,7 +37,6 @@ from coseg_jax.data import pipeline, views
 from coseg_jax.feature_cache import FeatureCache
 from coseg_jax.logging_utils import MetricWriter
 from coseg_jax.parallel import Sharding, build_data
-from coseg_jax.preprocessing import model_input
 
 ENCODER = "encoder"
 
@@ -180,7 +179,7 @@ def train_step(state, batch, *, model, freeze_encoder, foreground_weight=1.0):
     inputs = (features.astype(jax.numpy.float32),)  # cached views are stored as float16
     method = models.CoSegNet.decode_pair
   else:
-    inputs = (model_input(batch["image_a"]), model_input(batch["image_b"]))
+    inputs = (batch["image_a"], batch["image_b"])
     method = None
 
   def loss_fn(trained_params):

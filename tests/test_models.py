@@ -203,6 +203,18 @@ def test_preprocess_matches_torchvision_formula():
     preprocess(x.astype(np.float32))
 
 
+def test_model_takes_uint8_images_as_their_normalised_floats():
+  model = CoSegNet("fca", **SMALL)
+  variables = init_variables(model, jax.random.key(0), SIZE)
+  rng = np.random.RandomState(0)
+  a, b = (rng.randint(0, 256, (1, SIZE, SIZE, 3)).astype(np.uint8) for _ in range(2))
+  raw = model.apply(variables, a, b)
+  normalised = model.apply(variables, preprocess(a), preprocess(b))
+  np.testing.assert_allclose(raw, normalised, atol=1e-5)
+  cast = model.apply(variables, a.astype(np.float32), b.astype(np.float32))  # 0..255 as is
+  assert np.abs(np.asarray(raw[0]) - np.asarray(cast[0])).max() > 1e-3
+
+
 @pytest.mark.slow
 def test_light_encoder_preset_follows_vgg_bn_names():
   """convs_per_stage=1 with BatchNorm: names like torchvision's vgg11_bn (conv N, BN N+1)."""

@@ -4,7 +4,7 @@
 batches of pairs, each a dict of numpy arrays (B = ``batch_size // shard_count``)::
 
   image_a, image_b  uint8 [B, S, S, 3]    RGB; the jitted steps normalise them
-                                          (``preprocessing.model_input``)
+                                          (``CoSegNet.encode``)
   mask_a, mask_b    uint8 [B, S, S]       1 co-segmented object, 0 not, 255 ignore
   index             int32 [B]             pair index in the split's pair list (-1: padding)
   valid             bool [B]              False for padding pairs (last eval batch)

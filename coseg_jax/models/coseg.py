@@ -16,6 +16,7 @@ from coseg_jax.models.attention import ATTENTIONS, spatial_attention
 from coseg_jax.models.decoder import PAPER_DECODER_WIDTHS, Decoder
 from coseg_jax.models.reference import ReferenceDecoder
 from coseg_jax.models.vgg import VGG16_CONVS, VGG16_WIDTHS, VGG16Encoder
+from coseg_jax.preprocessing import model_input
 
 DECODERS = ("paper", "reference")
 
@@ -73,9 +74,11 @@ class CoSegNet(nn.Module):
                              dtype=self.dtype)
 
   def encode(self, x, train: bool = False):
-    """[B, H, W, 3] -> pool5 feature map f [B, H/32, W/32, C]."""
+    """[B, H, W, 3] -> pool5 feature map f [B, H/32, W/32, C]. uint8 RGB images are
+    normalised here (``model_input``: batches travel to the device as uint8); float
+    images must be torchvision-normalised already."""
     check_images(x)
-    return self.encoder(x.astype(self.dtype), train=train)
+    return self.encoder(model_input(x).astype(self.dtype), train=train)
 
   def attend(self, f):
     """The image's own channel attention alpha [B, C] (eq. 1–2, 8–9; ones for "none")."""
