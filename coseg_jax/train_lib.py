@@ -92,10 +92,7 @@ NUMERIC_CHECKS = (
     ("train.adam_eps", lambda v: np.isfinite(v) and v > 0, "a positive number"),
     ("train.weight_decay", lambda v: np.isfinite(v) and v >= 0, "a number >= 0"),
     ("train.foreground_weight", lambda v: np.isfinite(v) and v > 0, "a positive number"),
-    ("data.view_crops", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    ("data.view_composites", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     ("data.view_copastes", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    ("data.view_min_scale", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("data.view_negatives", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
     ("data.view_permute", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
     ("data.view_shared", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
@@ -126,6 +123,7 @@ def validate_config(config):
       ok = False
     if not ok:
       raise ValueError(f"config.{key} = {value!r} is invalid: expected {expected}")
+  views.ViewConfig.from_data_config(config.data, config.seed)  # view_crops, _composites, ...
   root = config.data.root
   if config.data.dataset != "synthetic" and root and not os.path.isdir(root):
     raise FileNotFoundError(f"config.data.root = {root!r}: no such folder")

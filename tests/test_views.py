@@ -67,8 +67,8 @@ def test_views_count_labels_and_determinism(groups):
 def test_composites_need_two_groups(groups):
   with pytest.raises(ValueError, match="at least two groups"):
     views.render(groups[:1], views.ViewConfig(size=SIZE, composites=1))
-  with pytest.raises(ValueError, match="view_min_scale"):
-    views.render(groups, views.ViewConfig(size=SIZE, min_scale=0))
+  with pytest.raises(ValueError, match=r"config.data.view_min_scale = 0 is invalid"):
+    views.ViewConfig(size=SIZE, min_scale=0)
 
 
 def test_targets_keep_only_what_the_partner_shows():

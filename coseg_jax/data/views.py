@@ -47,18 +47,24 @@ class ViewConfig:
   min_scale: float = 0.4
   seed: int = 0
 
+  def __post_init__(self):
+    """Refuses a bad value, naming its ``config.data.view_*`` key (the one check of them)."""
+    def count(value):
+      return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+    for name, ok, expected in (
+        ("crops", count(self.crops), "an integer >= 0"),
+        ("composites", count(self.composites), "an integer >= 0"),
+        ("min_scale", isinstance(self.min_scale, (int, float)) and 0 < self.min_scale <= 1,
+         "a number in (0, 1]")):
+      if not ok:
+        raise ValueError(f"config.data.view_{name} = {getattr(self, name)!r} is invalid: "
+                         f"expected {expected}")
+
   @classmethod
   def from_data_config(cls, data_config, seed):
-    return cls(size=int(data_config.image_size), crops=int(data_config.view_crops),
-               composites=int(data_config.view_composites),
-               min_scale=float(data_config.view_min_scale), seed=int(seed))
-
-  def check(self):
-    if self.crops < 0 or self.composites < 0:
-      raise ValueError(f"config.data.view_crops={self.crops} and view_composites="
-                       f"{self.composites}: expected integers >= 0")
-    if not 0 < self.min_scale <= 1:
-      raise ValueError(f"config.data.view_min_scale={self.min_scale}: expected 0 < x <= 1")
+    return cls(size=int(data_config.image_size), crops=data_config.view_crops,
+               composites=data_config.view_composites, min_scale=data_config.view_min_scale,
+               seed=int(seed))
 
 
 @dataclasses.dataclass
@@ -169,7 +175,6 @@ def render(groups, config):
 
   Deterministic given ``config.seed``. Composites need at least two groups.
   """
-  config.check()
   if config.composites and len(groups) < 2:
     raise ValueError("config.data.view_composites > 0 needs at least two groups (the pasted "
                      f"object comes from another group); got {len(groups)}")
