@@ -132,19 +132,34 @@ def image_segmenter(segment):
 
 
 def evaluate(composites, segment, threshold=THRESHOLD):
-  """{"own" / "pasted": {"classes": ``metrics.group_means`` table, "average"}, "average":
-  {"jaccard", "precision"} (the mean of the two targets' class averages: at most 0.5 for a
-  segmenter that ignores the partner), "images": T}."""
+  """Scores ``segment`` (fn(images, pairs) -> P(foreground) [P, S, S]) on ``composites``.
+
+  Returns {"own" / "pasted": {"classes": ``metrics.group_means`` table, "average"},
+  "average": {"jaccard", "precision"}: the mean of the two targets' class averages (at
+  most 0.5 for a segmenter that ignores the partner), "partner_effect": {"classes": {class:
+  value}, "average"}, "images": T}. The partner effect of a composite is how much each
+  object's Jaccard rises when the partner shows its class rather than the other one,
+  ((J(P_own, A) - J(P_pasted, A)) + (J(P_pasted, B) - J(P_own, B))) / 2 with P_x the map
+  of the pair whose target is x, A its own object and B the pasted one: 0 for every
+  partner-blind segmenter, 1 for a perfect co-segmenter.
+  """
   pairs = np.concatenate([composites.pairs(t) for t in TARGETS])
   probs = np.split(segment(composites.images, pairs), len(TARGETS))  # one encoding pass
+  predicted = {t: np.stack([sod_metrics.binarize(p, threshold) for p in target_probs])
+               for t, target_probs in zip(TARGETS, probs)}
+  counts = {(t, u): metrics.counts(predicted[t], composites.targets(u))
+            for t in TARGETS for u in TARGETS}  # (pair's target, object scored)
   result = {}
-  for target, target_probs in zip(TARGETS, probs):
-    predicted = np.stack([sod_metrics.binarize(p, threshold) for p in target_probs])
-    table = metrics.group_means(metrics.counts(predicted, composites.targets(target)),
-                                composites.classes)
-    result[target] = {"classes": table, "average": metrics.class_average(table)}
+  for t in TARGETS:
+    table = metrics.group_means(counts[t, t], composites.classes)
+    result[t] = {"classes": table, "average": metrics.class_average(table)}
   result["average"] = {k: float(np.mean([result[t]["average"][k] for t in TARGETS]))
                        for k in ("jaccard", "precision")}
+  j = {key: metrics.per_image(c)["jaccard"] for key, c in counts.items()}
+  effect = (j["own", "own"] - j["pasted", "own"] + j["pasted", "pasted"] - j["own", "pasted"]) / 2
+  classes = np.asarray(composites.classes)
+  by_class = {c: float(effect[classes == c].mean()) for c in dict.fromkeys(composites.classes)}
+  result["partner_effect"] = {"classes": by_class,
+                              "average": float(np.mean(list(by_class.values())))}
   result["images"] = len(composites.labels)
   return result
-

@@ -486,27 +486,29 @@ def format_report(report):
 
 
 def distractor_table(report):
-  """Text lines of the distractor modes ([] if none ran): Jaccard of each target and
-  their mean, per class of the composites' own objects."""
+  """Text lines of the distractor modes ([] if none ran): per class of the composites' own
+  objects, the Jaccard of each target, their mean and the partner effect."""
   modes = [m for m in report["modes"] if m in DISTRACTOR_MODES]
   if not modes:
     return []
   results = report["results"]
-  columns = [(m, t) for m in modes for t in (*distractors.TARGETS, "mean")]
+  columns = [(m, t) for m in modes for t in (*distractors.TARGETS, "mean", "effect")]
 
-  def cells(c):
-    def one(m, t):
-      if t == "mean":
-        return np.mean([results[m][u]["classes"][c]["jaccard"] for u in distractors.TARGETS])
-      return results[m][t]["classes"][c]["jaccard"]
-    return [_percent(one(m, t)) for m, t in columns]
+  def cell(m, t, c):  # c: a class, or None for the average over classes
+    if t == "effect":
+      effect = results[m]["partner_effect"]
+      return effect["average"] if c is None else effect["classes"][c]
+    if t == "mean":
+      return np.mean([cell(m, u, c) for u in distractors.TARGETS])
+    table = results[m][t]
+    return table["average"]["jaccard"] if c is None else table["classes"][c]["jaccard"]
   classes = list(results[modes[0]]["own"]["classes"])
-  rows = [[c, *cells(c)] for c in classes]
-  rows.append(["Average", *[_percent(results[m]["average"]["jaccard"] if t == "mean" else
-                                     results[m][t]["average"]["jaccard"]) for m, t in columns]])
-  header = ["class", *[f"{m.removeprefix('distractor_') if m != 'distractor' else 'model'} "
-                       f"{t}" for m, t in columns]]
-  return ["", f"Distractor test, Jaccard (%) at S x S, threshold {report.get('threshold')}: "
-          "each image with another class's object pasted in, target = what its partner shows "
-          f"({results[modes[0]]['images']} composites; a model blind to the partner gets "
-          "mean <= 50):", _text_table(header, rows)]
+  rows = [[c or "Average", *[_percent(cell(m, t, c)) for m, t in columns]]
+          for c in (*classes, None)]
+  header = ["class", *[f"{'model' if m == 'distractor' else m.removeprefix('distractor_')} {t}"
+                       for m, t in columns]]
+  return ["", f"Distractor test at S x S, threshold {report.get('threshold')}: each image "
+          "with another class's object pasted in; target = what its partner shows "
+          f"({results[modes[0]]['images']} composites). Jaccard (%) of each target and their "
+          "mean (<= 50 for a model blind to the partner), and the partner effect (%: 0 when "
+          "blind, 100 for a perfect co-segmenter):", _text_table(header, rows)]

@@ -73,11 +73,13 @@ def oracle(composites):
 
 def test_a_partner_blind_segmenter_scores_at_most_half():
   c = distractors.render(toy_groups(), SIZE)
-  assert distractors.evaluate(c, oracle(c))["average"]["jaccard"] == 1.0
+  perfect = distractors.evaluate(c, oracle(c))
+  assert perfect["average"]["jaccard"] == 1.0 and perfect["partner_effect"]["average"] == 1.0
   both = (c.labels > 0).astype(np.float32)  # both objects, whatever the partner
   first = len(c.images) - len(c.labels)
   blind = distractors.evaluate(c, lambda images, pairs: both[pairs[:, 0] - first])
   assert blind["average"]["jaccard"] == pytest.approx(0.5)  # |A| / |A u B| + |B| / |A u B|
+  assert blind["partner_effect"]["average"] == pytest.approx(0.0, abs=1e-12)
   own_only = distractors.evaluate(c, lambda images, pairs: (c.labels == views.OWN)[
       pairs[:, 0] - first].astype(np.float32))
   assert own_only["own"]["average"]["jaccard"] == 1.0
@@ -87,6 +89,10 @@ def test_a_partner_blind_segmenter_scores_at_most_half():
     maps = rng.uniform(size=c.labels.shape).astype(np.float32)
     result = distractors.evaluate(c, lambda images, pairs, m=maps: m[pairs[:, 0] - first])
     assert result["average"]["jaccard"] <= 0.5
+    assert result["partner_effect"]["average"] == pytest.approx(0.0, abs=1e-12)
+  swapped = distractors.evaluate(c, lambda images, pairs: oracle(c)(images, pairs)[
+      np.r_[len(pairs) // 2:len(pairs), 0:len(pairs) // 2]])  # each pair gets the other's
+  assert swapped["average"]["jaccard"] == 0.0 and swapped["partner_effect"]["average"] == -1.0
 
 
 def test_model_segmenter_is_the_pair_forward():
@@ -112,7 +118,8 @@ def test_eval_distractor_modes_on_synthetic_groups(tmp_path):
   fg = results["distractor_all_foreground"]
   assert fg["own"]["average"]["jaccard"] < 0.5 and fg["average"]["jaccard"] < 0.5
   text = evaluate.format_report(report)
-  assert "Distractor test" in text and "center_box mean" in text
+  assert "Distractor test" in text and "center_box mean" in text and "model effect" in text
+  assert results["distractor_center_box"]["partner_effect"]["average"] == 0.0
   single = tiny_config(num_groups=1)
   save_random_run(tmp_path / "one", single)
   with pytest.raises(ValueError, match="at least two groups"):
