@@ -85,8 +85,9 @@ def render(groups, size, seed=SEED):
                      "distractor test pairs each composite with another image of the group")
   composites, labels, classes, partners = [], [], [], []
   for g, grp in enumerate(groups):
+    donors = [d for h, found in with_object.items() if h != g for d in found]
     for k in with_object[g]:
-      made = _composite(groups, items, with_object, g, k, size, rng)
+      made = _composite(groups, items, donors, k, size, rng)
       if made is None:
         continue
       image, label, donor = made
@@ -100,11 +101,11 @@ def render(groups, size, seed=SEED):
                     np.asarray(partners, np.int32))
 
 
-def _composite(groups, items, with_object, g, k, size, rng):
-  """(image, labels, donor item) of item ``k`` (group ``g``) with a donor's object, or None."""
-  _, i = items[k]
+def _composite(groups, items, donors, k, size, rng):
+  """(image, labels, donor item) of item ``k`` with the object of one of ``donors``
+  (items of the other groups), or None."""
+  g, i = items[k]
   base_mask = pipeline.resize_mask(groups[g]["masks"][i], size).astype(bool)
-  donors = [d for h, found in with_object.items() if h != g for d in found]
   for _ in range(TRIES):
     donor = donors[rng.integers(len(donors))]
     h, j = items[donor]

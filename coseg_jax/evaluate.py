@@ -370,10 +370,11 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   if group_modes:
     evaluate_groups(lambda: pipeline.iterate_groups(data_config, split=split), group_modes,
                     finished, threshold, writer)
-  wanted = [m for m in modes if m in DISTRACTOR_MODES]
-  if wanted:
-    evaluate_distractors(data_config, split, {m: distractor_segmenters(
-        model, variables, chunk_size)[m] for m in wanted}, finished, threshold)
+  distractor_modes = [m for m in modes if m in DISTRACTOR_MODES]
+  if distractor_modes:
+    segmenters = distractor_segmenters(model, variables, chunk_size)
+    evaluate_distractors(data_config, split, {m: segmenters[m] for m in distractor_modes},
+                         finished, threshold)
   report["results"] = {m: report["results"][m] for m in modes}
   write_report(report, out)
   return report
