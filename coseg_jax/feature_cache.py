@@ -133,8 +133,13 @@ def _cached_views(path, render, model, variables):
                            desc="encode views")
   os.makedirs(os.path.dirname(path), exist_ok=True)
   partial = f"{path}.{os.getpid()}.tmp.npz"
-  np.savez(partial, features=features, **{k: getattr(rendered, k) for k in VIEW_FIELDS})
-  os.replace(partial, path)
+  try:
+    np.savez(partial, features=features, **{k: getattr(rendered, k) for k in VIEW_FIELDS})
+    os.replace(partial, path)
+  except BaseException:  # a full disk, an interrupt: no partial file left behind
+    if os.path.exists(partial):
+      os.remove(partial)
+    raise
   return rendered, features
 
 

@@ -55,13 +55,19 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class Interrupted(Exception):
-  """SIGINT or SIGTERM stopped training after saving the current step."""
+  """SIGINT or SIGTERM stopped training after saving the current step (``step``), or
+  before the first step (``step=None``: setting up, e.g. encoding views; nothing to save)."""
 
   def __init__(self, signum, step, workdir):
     self.exit_code = 128 + signum
-    super().__init__(f"{signal.Signals(signum).name}: stopped after step {step}, saved in "
-                     f"{os.path.join(workdir, 'checkpoints', str(step))}; run the same command "
-                     "again to resume")
+    name = signal.Signals(signum).name
+    if step is None:
+      super().__init__(f"{name}: stopped before the first step of {workdir}; nothing to save "
+                       "(finished view encodings stay cached); run the same command to start")
+    else:
+      super().__init__(f"{name}: stopped after step {step}, saved in "
+                       f"{os.path.join(workdir, 'checkpoints', str(step))}; run the same "
+                       "command again to resume")
 
 
 # ----------------------------------------------------------------------------- config
@@ -252,13 +258,21 @@ def write_run_info(workdir, config, allow_config_changes=False):
 
 
 class StopSignals:
-  """``with StopSignals() as stop``: SIGINT / SIGTERM set ``stop.signum`` instead of
-  killing; a second signal stops at once (KeyboardInterrupt). Only in the main thread
-  of a single-process run (several hosts would stop at different steps)."""
+  """``with StopSignals(workdir) as stop``: once ``stop.stepping()`` is called, SIGINT /
+  SIGTERM set ``stop.signum`` instead of killing and a second signal stops at once
+  (KeyboardInterrupt); before it (setting up: encoding views, compiling) a signal raises
+  ``Interrupted`` at once, as there is no step to finish. Only in the main thread of a
+  single-process run (several hosts would stop at different steps)."""
 
-  def __init__(self):
+  def __init__(self, workdir):
     self.signum = None
+    self.workdir = workdir
+    self._stepping = False
     self._previous = {}
+
+  def stepping(self):
+    """From now on a signal finishes the current step instead of stopping at once."""
+    self._stepping = True
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
@@ -268,6 +282,8 @@ class StopSignals:
 
   def _handle(self, signum, frame):
     del frame
+    if not self._stepping:
+      raise Interrupted(signum, None, self.workdir)
     if self.signum is not None:
       raise KeyboardInterrupt
     self.signum = signum
@@ -321,7 +337,7 @@ def train_and_evaluate(config, workdir, allow_config_changes=False):
             f"(host {lock.taken_over['host']}, pid {lock.taken_over['pid']})", file=sys.stderr)
     if primary:
       write_run_info(workdir, config, allow_config_changes)
-    with StopSignals() as stop:
+    with StopSignals(workdir) as stop:
       return _train(config, workdir, primary, stop)
 
 
@@ -357,6 +373,7 @@ def _train(config, workdir, primary, stop):
   bar = tqdm.tqdm(total=num_steps, initial=start, disable=not primary, dynamic_ncols=True,
                   desc="train")
   window, window_start = [], time.perf_counter()  # [(step, device metrics)] since the last log
+  stop.stepping()
   try:
     batch = put(next(train_data)) if start < num_steps else None
     for step in range(start + 1, num_steps + 1):

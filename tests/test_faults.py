@@ -258,6 +258,20 @@ def test_sigterm_saves_the_current_step_and_resume_loses_nothing(tmp_path):
   assert train_steps(tmp_path) == list(range(1, stopped + 2))
 
 
+def test_a_signal_before_the_first_step_stops_at_once(tmp_path):
+  """Setting up (encoding views: minutes) has no step to finish: the signal stops at once;
+  once stepping, it is kept until the current step is saved."""
+  with train_lib.StopSignals(str(tmp_path)) as stop:
+    with pytest.raises(train_lib.Interrupted, match="SIGTERM: stopped before the first step") as e:
+      os.kill(os.getpid(), signal.SIGTERM)
+      time.sleep(5)  # the handler runs first
+    assert e.value.exit_code == 128 + signal.SIGTERM
+    stop.stepping()
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.1)
+    assert stop.signum == signal.SIGTERM
+
+
 def test_interrupted_exit_codes():
   assert train_lib.Interrupted(signal.SIGINT, 3, "w").exit_code == 130
   assert train_lib.Interrupted(signal.SIGTERM, 3, "w").exit_code == 143
