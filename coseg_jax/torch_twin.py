@@ -99,42 +99,6 @@ class ChannelSpatialAttention(ChannelAttention):
     return scale_channels(f, alpha) * torch.sigmoid(f.mean(dim=1, keepdim=True))
 
 
-def unit(x, eps=1e-6):
-  """x scaled to unit L2 norm along the channel axis 1."""
-  return x / (x.norm(dim=1, keepdim=True) + eps)
-
-
-class PartnerSimilarityAttention(FusedChannelAttention):
-  """FCA; P(foreground) then times sigmoid(s z + t), z = cos(f, p_other) standardised over
-  the locations, p = GAP(f) / |GAP(f)|."""
-
-  def __init__(self, features=512):
-    super().__init__(features)
-    self.similarity = nn.Linear(1, 1)
-
-  def forward(self, f):
-    return torch.cat([super().forward(f), unit(global_average_pool(f))], dim=1)
-
-  def combine(self, own, context):
-    channels = own.shape[1] // 2
-    return torch.cat([super().combine(own[:, :channels], context[:, :channels]),
-                      context[:, channels:]], dim=1)
-
-  def attend(self, f, alpha):
-    return super().attend(f, alpha.chunk(2, dim=1)[0])
-
-  def refine(self, logits, f, alpha):
-    prototype = alpha.chunk(2, dim=1)[1]
-    cosine = (unit(f) * unit(prototype)[:, :, None, None]).sum(1, keepdim=True)
-    mean, std = cosine.mean(dim=(2, 3), keepdim=True), cosine.std(dim=(2, 3), keepdim=True,
-                                                                    unbiased=False)
-    gate = self.similarity(((cosine - mean) / (std + 1e-3)).movedim(1, -1)).movedim(-1, 1)
-    gate = F.interpolate(gate, size=logits.shape[2:], mode="bilinear", align_corners=False)
-    log_bg, log_fg = F.log_softmax(logits, dim=1).chunk(2, dim=1)
-    return torch.cat([torch.logaddexp(log_bg, log_fg + F.logsigmoid(-gate)),
-                      log_fg + F.logsigmoid(gate)], dim=1)
-
-
 class NoAttention(nn.Module):
   """Encoder + decoder only (the paper's Pixel Objectness baseline)."""
 
@@ -158,7 +122,6 @@ ATTENTIONS = {
     "ca": ChannelAttention,
     "fca": FusedChannelAttention,
     "csa": ChannelSpatialAttention,
-    "fca_sim": PartnerSimilarityAttention,
     "none": NoAttention,
 }
 
@@ -230,9 +193,7 @@ class CoSegNetTorch(SiameseTwin):
     return self.learner.combine(own, context)
 
   def decode(self, f, alpha):
-    logits = self.decoder(self.learner.attend(f, alpha))
-    refine = getattr(self.learner, "refine", None)
-    return refine(logits, f, alpha) if refine else logits
+    return self.decoder(self.learner.attend(f, alpha))
 
 
 class ConvBlock(nn.Module):

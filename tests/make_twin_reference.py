@@ -2,8 +2,8 @@
 
   python tests/make_twin_reference.py
 
-One set of random variables of the tiny fca_sim model (tests/tiny.py; CA, FCA, CSA and none
-use subsets of it), rounded to float16 so that they are stored exactly; fixed uint8 images;
+One set of random variables of the tiny FCA model (tests/tiny.py; CA, CSA and none use
+subsets of it), rounded to float16 so that they are stored exactly; fixed uint8 images;
 and for each attention the twin's pair logits (one pair at 64 px, eval mode) and its
 Algorithm 1 probabilities (group mean, three images at 32 px). tests/test_twin_reference.py
 checks the JAX model against them without torch.
@@ -27,16 +27,14 @@ from tiny import DECODER_WIDTHS, ENCODER_WIDTHS, SMALL
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 OUT = HERE / "twin_reference.npz"
-ATTENTIONS = ("ca", "fca", "csa", "fca_sim", "none")
+ATTENTIONS = ("ca", "fca", "csa", "none")
 PAIR_SIZE, GROUP_SIZE = 64, 32
 
 
 def variables_of(attention, variables):
-  """The subset of the fca_sim ``variables`` that the ``attention`` model has."""
+  """The subset of the FCA ``variables`` that the ``attention`` model has."""
   learner = variables["params"]["learner"]
-  fca = {"fc": learner["fc"], "fuse": learner["fuse"]}
-  kept = {"ca": {"fc": learner["fc"]}, "csa": {"fc": learner["fc"]}, "fca": fca,
-          "fca_sim": learner, "none": None}
+  kept = {"ca": {"fc": learner["fc"]}, "csa": {"fc": learner["fc"]}, "fca": learner, "none": None}
   params = {k: v for k, v in variables["params"].items() if k != "learner"}
   if kept[attention] is not None:
     params["learner"] = kept[attention]
@@ -55,7 +53,7 @@ def twin_outputs(attention, variables, pair, group):
 
 
 def main():
-  model = CoSegNet("fca_sim", dropout_rate=0.0, **SMALL)
+  model = CoSegNet("fca", dropout_rate=0.0, **SMALL)
   variables = jax.tree.map(lambda x: x.astype(np.float16).astype(np.float32),
                            random_variables(model, seed=11))
   rng = np.random.default_rng(12)

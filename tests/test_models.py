@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from coseg_jax import CoSegNet, init_variables, preprocess
-from coseg_jax.models.attention import gate_foreground
 from coseg_jax.models.decoder import UpsampleConv, upsample2x
 import flax.linen as nn
 from coseg_jax.models.vgg import conv_indices
@@ -110,70 +109,6 @@ def test_csa_equations():
   np.testing.assert_allclose(sown, both, rtol=1e-5)
   np.testing.assert_allclose(model.apply(variables, f, method=CoSegNet.spatial_attention), both,
                              rtol=1e-5)
-
-
-def test_partner_similarity_equations():
-  """fca_sim: attention [alpha, p] with p = GAP(f) / |GAP(f)|; FCA's f'_A = alpha_C * f_A;
-  P'(foreground) = P(foreground) * sigmoid(s z + t), z = cos(f_A, p_B) standardised over
-  the locations, the gate upsampled."""
-  model, variables = small_model("fca_sim")
-  x = images(7)
-  f, alpha, params = _parts(model, variables, x)
-  own = model.apply(variables, f, method=CoSegNet.attend)
-  gap = f.mean(axis=(1, 2))
-  prototype = gap / np.linalg.norm(gap, axis=-1, keepdims=True)
-  np.testing.assert_allclose(own, np.concatenate([alpha, prototype], axis=-1), rtol=1e-4,
-                             atol=1e-6)
-  combined = model.apply(variables, own[:1], own[1:], method=CoSegNet.combine)
-  fused = jax.nn.sigmoid((alpha[0] + alpha[1]) @ params["fuse"]["kernel"] + params["fuse"]["bias"])
-  np.testing.assert_allclose(combined[0], np.concatenate([fused, prototype[1]]), rtol=1e-4,
-                             atol=1e-6)
-  attended = model.apply(variables, f[:1], combined,
-                         method=lambda m, f, a: m.learner.attend(f, a))
-  np.testing.assert_allclose(attended, combined[0, :fused.shape[0]] * f[:1], rtol=1e-5)
-  logits = model.apply(variables, f[:1], combined, method=CoSegNet.decode)
-  fca = CoSegNet("fca", **SMALL)
-  plain = fca.apply(variables, f[:1], fused[None], method=CoSegNet.decode)
-  unit_f = f[:1] / np.linalg.norm(f[:1], axis=-1, keepdims=True)
-  cosine = (unit_f * prototype[1]).sum(-1, keepdims=True)
-  z = (cosine - cosine.mean()) / (cosine.std() + 1e-3)
-  dense = params["similarity"]
-  gate = jax.image.resize(z * dense["kernel"][0, 0] + dense["bias"][0], (1, SIZE, SIZE, 1),
-                          "bilinear")
-  expected = jax.nn.softmax(plain)[..., 1] * jax.nn.sigmoid(gate[..., 0])
-  np.testing.assert_allclose(jax.nn.softmax(logits)[..., 1], expected, atol=1e-4)
-
-
-def test_partner_similarity_gate_opens_on_what_the_partner_shows():
-  """Two objects in image A (features e_1 left, e_2 right); the partner shows only e_2: the
-  gate is higher on the right half, and swaps when the partner shows e_1."""
-  model = CoSegNet("fca_sim", **SMALL)
-  variables = init_variables(model, jax.random.key(0), SIZE)
-  channels = SMALL["encoder_widths"][-1]
-  e = np.eye(channels, dtype=np.float32)
-  f_a = np.zeros((1, 2, 2, channels), np.float32)
-  f_a[0, :, 0], f_a[0, :, 1] = e[1], e[2]
-  def gate(partner):
-    f_b = np.broadcast_to(partner, (1, 2, 2, channels))
-    own = model.apply(variables, np.concatenate([f_a, f_b]), method=CoSegNet.attend)
-    alpha = model.apply(variables, own[:1], own[1:], method=CoSegNet.combine)
-    _, state = model.apply(variables, f_a, alpha, method=CoSegNet.decode,
-                           mutable=["intermediates"])
-    sown, = state["intermediates"]["learner"]["spatial_attention"]
-    return np.asarray(sown)[0, :, :, 0]
-  right, left = gate(e[2]), gate(e[1])
-  assert (right[:, 1] > right[:, 0] + 0.5).all(), right
-  assert (left[:, 0] > left[:, 1] + 0.5).all(), left
-
-
-def test_gated_foreground_is_the_product_of_the_probabilities():
-  logits = jax.random.normal(jax.random.key(1), (2, 4, 4, 2)) * 20  # p near 0 and 1 too
-  gate = jax.random.normal(jax.random.key(2), (2, 4, 4, 1)) * 20
-  got = jax.nn.softmax(gate_foreground(logits, gate))
-  expected = jax.nn.softmax(logits)[..., 1] * jax.nn.sigmoid(gate[..., 0])
-  np.testing.assert_allclose(got[..., 1], expected, rtol=1e-5, atol=1e-7)
-  np.testing.assert_allclose(got.sum(-1), 1.0, rtol=1e-6)
-  assert np.isfinite(np.asarray(gate_foreground(logits, gate))).all()
 
 
 def test_none_ignores_the_other_image(small):

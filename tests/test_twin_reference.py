@@ -27,7 +27,7 @@ def rel_err(x, ref):
 
 
 def subset(variables, model):
-  """The part of the stored (fca_sim) variables that ``model`` has."""
+  """The part of the stored (FCA) variables that ``model`` has."""
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 64, 64, 3)),
                                              np.zeros((1, 64, 64, 3))))
   return jax.tree_util.tree_map_with_path(lambda path, _: _lookup(variables, path), shapes)

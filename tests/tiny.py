@@ -14,11 +14,10 @@ SMALL = dict(encoder_widths=ENCODER_WIDTHS, decoder_widths=DECODER_WIDTHS)
 
 
 def attentions():
-  """The attentions as test parameters: FCA in every tier, the others marked slow, so
-  ``make test-fast`` checks one attention and the full suite all."""
+  """The four attentions as test parameters: FCA (the recipe's) in every tier, the other
+  three marked slow, so ``make test-fast`` checks one attention and the full suite all."""
   import pytest  # pylint: disable=g-import-not-at-top
-  return ["fca"] + [pytest.param(a, marks=pytest.mark.slow)
-                    for a in ("ca", "csa", "fca_sim", "none")]
+  return ["fca"] + [pytest.param(a, marks=pytest.mark.slow) for a in ("ca", "csa", "none")]
 
 
 def images(seed, n=2, size=SIZE):

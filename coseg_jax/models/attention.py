@@ -10,7 +10,6 @@ Every learner splits into three steps so that the pair model and Algorithm 1 sha
 """
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -96,76 +95,6 @@ class MLPChannelAttention(ChannelAttention):
     return nn.sigmoid(self.mlp2(jnp.tanh(self.mlp1(global_average_pool(f)))))
 
 
-def unit(x, axis=-1, eps=1e-6):
-  """x scaled to unit L2 norm along ``axis`` (zero vectors stay ~zero)."""
-  return x / (jnp.linalg.norm(x, axis=axis, keepdims=True) + eps)
-
-
-def cosine_map(f, prototype):
-  """Cosine similarity of every location of f [B, h, w, C] to prototype [B, C] -> [B, h, w, 1]."""
-  return jnp.sum(unit(f) * unit(prototype)[:, None, None, :], axis=-1, keepdims=True)
-
-
-def gate_foreground(logits, gate_logits):
-  """Two-class logits [B, H, W, 2] whose P(foreground) is p * g, with p = softmax(logits)[1]
-  and g = sigmoid(gate_logits) [B, H, W, 1]: log(1 - p g) = logaddexp(log(1 - p),
-  log p + log(1 - g)), stable for every p and g."""
-  log_bg, log_fg = jnp.split(nn.log_softmax(logits.astype(jnp.float32), axis=-1), 2, axis=-1)
-  return jnp.concatenate([jnp.logaddexp(log_bg, log_fg + nn.log_sigmoid(-gate_logits)),
-                          log_fg + nn.log_sigmoid(gate_logits)], axis=-1)
-
-
-def standardise(x, eps=1e-3):
-  """x [B, h, w, 1] minus its mean over the locations, over their std (+ eps)."""
-  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-  return (x - mean) / (jnp.std(x, axis=(1, 2), keepdims=True) + eps)
-
-
-class PartnerSimilarityAttention(FusedChannelAttention):
-  """FCA plus a gate from the other image on the output (a training choice, not the paper's).
-
-  Each image also passes on its pooled feature p = GAP(f) / |GAP(f)|. The features are
-  attended by FCA's channel attention (eq. 5–7); the decoder's P(foreground) is then
-  multiplied by g = sigmoid(s * z + t), where z is the cosine similarity of each location
-  of the image to the *other* image's p (the group's mean p in Algorithm 1), standardised
-  over the image's locations, and upsampled bilinearly; s and t are learned scalars. The
-  decoder finds objects, the gate keeps those the other image shows too. The similarity
-  has no weights of its own, so it carries over to classes the model was not trained on.
-  The attention vector is [alpha, p] ([B, 2C]); Algorithm 1's mean reduces both halves.
-  """
-  similarity_scale: float = 2.0  # initial s, t: gate 0.95 one std above the image's mean
-  similarity_shift: float = 1.0  # cosine, 0.73 at the mean, 0.27 one std below
-
-  def setup(self):
-    super().setup()
-    self.similarity = nn.Dense(  # s and t: a 1 -> 1 dense layer, applied per location
-        1, kernel_init=nn.initializers.constant(self.similarity_scale),
-        bias_init=nn.initializers.constant(self.similarity_shift), dtype=jnp.float32)
-
-  def __call__(self, f):
-    prototype = unit(global_average_pool(f).astype(jnp.float32))
-    return jnp.concatenate([super().__call__(f).astype(jnp.float32), prototype], axis=-1)
-
-  def combine(self, own, context):
-    """Eq. (5) on the channel halves; the prototype half is the other image's."""
-    channels = own.shape[-1] // 2
-    fused = super().combine(own[:, :channels], context[:, :channels])
-    return jnp.concatenate([fused.astype(jnp.float32), context[:, channels:]], axis=-1)
-
-  def attend(self, f, alpha):
-    """FCA's f' = alpha_C (.) f (eq. 6–7)."""
-    return super().attend(f, jnp.split(alpha, 2, axis=-1)[0])
-
-  def refine(self, logits, f, alpha):
-    """The decoder's ``logits`` [B, H, W, 2] with P(foreground) multiplied by the gate; the
-    gate at the features' resolution is sown as ("intermediates", "spatial_attention")."""
-    prototype = jnp.split(alpha, 2, axis=-1)[1]
-    gate_logits = self.similarity(standardise(cosine_map(f.astype(jnp.float32), prototype)))
-    self.sow("intermediates", "spatial_attention", nn.sigmoid(gate_logits))
-    size = logits.shape[:3] + (1,)
-    return gate_foreground(logits, jax.image.resize(gate_logits, size, "bilinear"))
-
-
 class NoAttention(nn.Module):
   """Identity learner: encoder + decoder only (Pixel Objectness, the paper's §4.2 baseline)."""
   features: int = 512
@@ -188,7 +117,6 @@ ATTENTIONS = {
     "fca": FusedChannelAttention,
     "csa": ChannelSpatialAttention,
     "ca_mlp": MLPChannelAttention,
-    "fca_sim": PartnerSimilarityAttention,
     "none": NoAttention,
 }
 

@@ -94,11 +94,8 @@ class CoSegNet(nn.Module):
     return self.learner.combine(own, context)
 
   def decode(self, f, alpha, train: bool = False):
-    """Attend f with alpha (eq. 3–4, 6–7, 12–13) and decode to logits [B, H, W, 2]; a
-    learner with a ``refine(logits, f, alpha)`` method (fca_sim) then refines them."""
-    logits = self.decoder(self.learner.attend(f, alpha), train=train)
-    refine = getattr(self.learner, "refine", None)
-    return refine(logits, f, alpha) if refine else logits
+    """Attend f with alpha (eq. 3–4, 6–7, 12–13) and decode to logits [B, H, W, 2]."""
+    return self.decoder(self.learner.attend(f, alpha), train=train)
 
   def __call__(self, img_a, img_b, train: bool = False):
     check_images(img_a, "img_a")
