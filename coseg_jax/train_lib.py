@@ -11,7 +11,8 @@ The host never waits for a step: step metrics stay on the device until a log ste
 save, and the next batch is put on the device while the current step runs. Before every
 save the losses since the last check are fetched and checked, so the newest checkpoint
 is always one trained on finite losses. SIGINT (Ctrl-C) and SIGTERM (a preemption) finish
-the current step, save it and raise ``Interrupted`` (exit code 128 + signal number).
+the current step, save it and raise ``Interrupted`` (exit code 128 + signal number);
+before the first step (encoding views, compiling) they raise it at once.
 """
 
 import functools

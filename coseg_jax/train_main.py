@@ -6,7 +6,8 @@ Resumes from the newest intact checkpoint in --workdir, with the run's own confi
 restart whose config differs is refused naming the keys (``--allow_config_changes``
 lets a resumed run change the keys of ``coseg_jax.workdir.SAFE_CHANGES``, such as
 train.num_steps). One training at a time holds the workdir. Ctrl-C or SIGTERM
-finishes the current step, saves it and exits with 130 or 143; rerun to resume.
+finishes the current step, saves it and exits with 130 or 143 (before the first
+step, while views are encoded, it stops at once); rerun to resume.
 Errors print one line (``--debug`` shows the traceback). On several hosts, start the
 same command on every host with --multihost (jax.distributed.initialize reads the
 coordinator address, process count and id from the environment or the cluster).
