@@ -12,6 +12,7 @@ image's locations); ``none`` is the run alone. Prints Jaccard % (adaptive thresh
 """
 
 import argparse
+import hashlib
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,18 @@ from coseg_jax import distractors, evaluate, group
 from coseg_jax.data import pipeline
 
 GATES = ("none", "minmax", "sigmoid_cos", "sigmoid_z")
+
+
+def once(fn):
+  """``fn`` of numpy arrays, computed once per distinct argument values (every gate scores
+  the same model maps: they are not recomputed per gate)."""
+  results = {}
+  def cached(*arrays):
+    key = tuple(hashlib.blake2b(np.ascontiguousarray(a).tobytes()).digest() for a in arrays)
+    if key not in results:
+      results[key] = fn(*arrays)
+    return results[key]
+  return cached
 
 
 def unit(x):
@@ -50,7 +63,7 @@ def gate(kind, f, prototype, size):
 def distractor_scores(model, variables, data_config, kinds):
   composites = distractors.render(pipeline.iterate_groups(data_config), data_config.image_size)
   f = features(model, variables, composites.images)
-  segment = distractors.model_segmenter(model, variables)
+  segment = once(distractors.model_segmenter(model, variables))
   for kind in kinds:
     def gated(images, pairs, kind=kind):
       probs = segment(images, pairs)
@@ -66,12 +79,14 @@ def distractor_scores(model, variables, data_config, kinds):
 
 def group_scores(model, variables, data_config, kinds):
   groups = list(pipeline.iterate_groups(data_config))
+  segment_group = once(lambda inputs: group.segment_group(model, variables, inputs))
+  group_features = once(lambda inputs: features(model, variables, inputs))
   def segmenter(kind):
     def segment(inputs):
-      probs = group.segment_group(model, variables, inputs)
+      probs = segment_group(inputs)
       if kind == "none":
         return probs
-      f = features(model, variables, inputs)
+      f = group_features(inputs)
       prototype = unit(f.mean((1, 2))).mean(0, keepdims=True).repeat(len(f), 0)
       return probs * gate(kind, f, prototype, probs.shape[-1])
     return segment
