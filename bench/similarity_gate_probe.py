@@ -79,7 +79,7 @@ def distractor_scores(model, variables, data_config, kinds):
 
 def group_scores(model, variables, data_config, kinds):
   groups = list(pipeline.iterate_groups(data_config))
-  segment_group = once(lambda inputs: group.segment_group(model, variables, inputs))
+  segment_group = once(lambda inputs: group.segment_group(model, variables, inputs, return_probs=True)[1])
   group_features = once(lambda inputs: features(model, variables, inputs))
   def segmenter(kind):
     def segment(inputs):
