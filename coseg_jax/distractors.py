@@ -116,11 +116,12 @@ def _composite(groups, items, donors, k, size, rng):
   return None
 
 
-def model_segmenter(model, variables, chunk_size=8):
+def model_segmenter(model, variables, chunk_size=8, partner_gate=False):
   """fn(images [M, S, S, 3], pairs [P, 2]) -> P(foreground) [P, S, S] of each pair's first
-  image co-segmented with its second (``group.decode_pairs``)."""
+  image co-segmented with its second (``group.decode_pairs``, with the partner gate if
+  asked)."""
   def segment(images, pairs):
-    chunks = group.decode_pairs(model, variables, images, pairs, chunk_size)
+    chunks = group.decode_pairs(model, variables, images, pairs, chunk_size, partner_gate)
     total = -(-len(pairs) // chunk_size)
     return np.concatenate([probs for _, probs in tqdm.tqdm(
         chunks, desc="distractor pairs", total=total, leave=False, dynamic_ncols=True)])

@@ -16,6 +16,8 @@ Modes (``MODES``):
 * ``all_foreground``: every pixel of every group image foreground (a trivial baseline).
 * ``center_box``: the middle half of each side of every group image foreground (a fixed
   box, the baseline that a co-segmentation model must beat to show it finds objects).
+* ``pairwise_gate``, ``group_mean_gate``, ``group_min_gate``, ``distractor_gate``: the
+  same with every map multiplied by the partner gate (``coseg_jax.partner_gate``).
 * ``distractor``: the distractor test (``coseg_jax.distractors``): every image with an
   object of another group pasted in, co-segmented once with an image of its own group
   and once with one of the pasted object's group; only the shared object is the target.
@@ -52,10 +54,16 @@ from coseg_jax.parallel import Sharding, build_data
 
 PAIR_MODES = ("pairs", "pairs_all_foreground")
 BASELINE_MODES = ("all_foreground", "center_box")
-GROUP_MODES = ("pairwise", "group_mean", "group_min") + BASELINE_MODES
-DISTRACTOR_MODES = ("distractor",) + tuple(f"distractor_{m}" for m in BASELINE_MODES)
+MODEL_GROUP_MODES = ("pairwise", "group_mean", "group_min")
+GATE = "_gate"  # suffix of a model mode with the partner gate
+GROUP_MODES = (MODEL_GROUP_MODES + BASELINE_MODES
+               + tuple(m + GATE for m in MODEL_GROUP_MODES))
+DISTRACTOR_MODES = (("distractor", "distractor" + GATE)
+                    + tuple(f"distractor_{m}" for m in BASELINE_MODES))
 MODES = PAIR_MODES + GROUP_MODES + DISTRACTOR_MODES
-DEFAULT_MODES = {"voc": PAIR_MODES, "synthetic": PAIR_MODES + GROUP_MODES, "folder": GROUP_MODES}
+DEFAULT_GROUP_MODES = MODEL_GROUP_MODES + BASELINE_MODES
+DEFAULT_MODES = {"voc": PAIR_MODES, "synthetic": PAIR_MODES + DEFAULT_GROUP_MODES,
+                 "folder": DEFAULT_GROUP_MODES}
 RELEASED_IMAGE_SIZE = 512  # the released reference checkpoints were trained at 512x512
 
 
@@ -161,17 +169,21 @@ def original_size_counts(probs, masks, threshold=THRESHOLD):
 
 def group_segmenters(model, variables, chunk_size=8):
   """{group mode: fn(inputs float32 [N, S, S, 3]) -> P(foreground) float32 [N, S, S]}."""
-  def instant(reduce):
+  def instant(reduce, gated):
     return lambda x: group.segment_group(model, variables, x, reduce, chunk_size,
-                                         return_probs=True)[1]
-  return {
-      "pairwise": lambda x: group.segment_pairwise(model, variables, x, chunk_size,
-                                                   return_probs=True, encode_once=True)[1],
-      "group_mean": instant("mean"),
-      "group_min": instant("min"),
+                                         return_probs=True, partner_gate=gated)[1]
+  def pairwise(gated):
+    return lambda x: group.segment_pairwise(model, variables, x, chunk_size, return_probs=True,
+                                            encode_once=True, partner_gate=gated)[1]
+  segmenters = {
       "all_foreground": lambda x: np.ones(x.shape[:3], np.float32),
       "center_box": center_box,
   }
+  for gated, suffix in ((False, ""), (True, GATE)):
+    segmenters.update({"pairwise" + suffix: pairwise(gated),
+                       "group_mean" + suffix: instant("mean", gated),
+                       "group_min" + suffix: instant("min", gated)})
+  return segmenters
 
 
 def center_box(inputs):
@@ -384,6 +396,7 @@ def distractor_segmenters(model, variables, chunk_size=8):
   """{distractor mode: fn(images, pairs) -> P(foreground) of each pair's first image}."""
   single = group_segmenters(model, variables, chunk_size)
   return {"distractor": distractors.model_segmenter(model, variables, chunk_size),
+          "distractor" + GATE: distractors.model_segmenter(model, variables, chunk_size, True),
           **{f"distractor_{m}": distractors.image_segmenter(single[m]) for m in BASELINE_MODES}}
 
 

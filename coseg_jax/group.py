@@ -34,6 +34,7 @@ import numpy as np
 from coseg_jax.constants import THRESHOLD
 from coseg_jax.models.attention import reduce_group
 from coseg_jax.models.coseg import CoSegNet, check_images
+from coseg_jax.partner_gate import gate, gate_group, prototypes
 from coseg_jax.preprocessing import NORMALISED_RANGE
 
 RANGE_SLACK = 1e-3  # rounding of images normalised in another framework
@@ -124,7 +125,7 @@ def group_attention(model, variables, images, chunk_size=8):
 
 
 def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_one_out=False,
-                  return_probs=False):
+                  return_probs=False, partner_gate=False):
   """Instant group co-segmentation of N images (Algorithm 1).
 
   Args:
@@ -138,6 +139,8 @@ def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_o
     chunk_size: images per compiled call; bounds device memory.
     leave_one_out: attend image i with the reduction over the other images.
     return_probs: also return the foreground probabilities.
+    partner_gate: multiply each map by the partner gate (``coseg_jax.partner_gate``: the
+      similarity of the image's features to the other images' foreground).
 
   Returns:
     bool [N, H, W] foreground masks, and float32 [N, H, W] probabilities if asked.
@@ -151,6 +154,8 @@ def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_o
                      _pad(context[start:stop], chunk_size))
     probs.append(np.asarray(p)[:stop - start])
   probs = np.concatenate(probs)
+  if partner_gate:
+    probs = gate_group(jnp.concatenate(features)[:len(alphas)], probs)
   return (probs > THRESHOLD, probs) if return_probs else probs > THRESHOLD
 
 
@@ -162,22 +167,25 @@ def pair_chunk(model: CoSegNet, variables, images_a, images_b):
 
 
 def segment_pairwise(model, variables, images, chunk_size=8, return_probs=False,
-                     encode_once=False):
+                     encode_once=False, partner_gate=False):
   """The O(N^2) protocol (Tables 1–3, 5): every unordered pair through the pair model.
 
   Each image's foreground probability is averaged over its N-1 pairs. Needs N >= 2.
   ``encode_once=True`` gives the same result faster: every image is encoded once and
   only the decoder runs per pair (image i decoded with ``combine(alpha_i, alpha_j)``,
   what the pair forward gives it in eval mode), so the quadratic part costs N(N-1)
-  decoder passes instead of N(N-1) encoder and decoder passes.
+  decoder passes instead of N(N-1) encoder and decoder passes. ``partner_gate`` gates
+  every pair's map (``decode_pairs``; it implies ``encode_once``).
   Returns bool [N, H, W] masks (and the averaged probabilities if asked).
   """
   images = as_group(images)
   n = len(images)
   if n < 2:
     raise ValueError(f"segment_pairwise needs at least 2 images, got {n}")
-  pairwise = _decoded_pairs if encode_once else _pair_model_pairs
-  total = pairwise(model, variables, images, chunk_size)
+  if encode_once or partner_gate:
+    total = _decoded_pairs(model, variables, images, chunk_size, partner_gate)
+  else:
+    total = _pair_model_pairs(model, variables, images, chunk_size)
   probs = (total / (n - 1)).astype(np.float32)
   return (probs > THRESHOLD, probs) if return_probs else probs > THRESHOLD
 
@@ -195,23 +203,28 @@ def _pair_model_pairs(model, variables, images, chunk_size):
   return total
 
 
-def _decoded_pairs(model, variables, images, chunk_size):
+def _decoded_pairs(model, variables, images, chunk_size, partner_gate=False):
   """``_pair_model_pairs`` from features encoded once: a decoder pass per ordered pair."""
   ordered = np.array(list(itertools.permutations(range(len(images)), 2)))
   total = np.zeros(images.shape[:3], np.float64)
-  for start, probs in decode_pairs(model, variables, images, ordered, chunk_size):
+  for start, probs in decode_pairs(model, variables, images, ordered, chunk_size, partner_gate):
     np.add.at(total, ordered[start:start + len(probs), 0], probs)
   return total
 
 
-def decode_pairs(model, variables, images, pairs, chunk_size=8):
+def decode_pairs(model, variables, images, pairs, chunk_size=8, partner_gate=False):
   """Image ``pairs[k, 0]`` co-segmented with image ``pairs[k, 1]`` as the pair forward
   does in eval mode, with every image encoded once and a decoder pass per pair
   (``combine(alpha_own, alpha_other)``). Yields (k of the chunk's first pair,
-  P(foreground) float32 [K, H, W]) chunk by chunk, so memory is bounded by the chunk."""
+  P(foreground) float32 [K, H, W]) chunk by chunk, so memory is bounded by the chunk.
+  ``partner_gate``: each map gated by the partner's foreground prototype
+  (``coseg_jax.partner_gate``), the partner's map from a second decoder pass."""
   features, alphas = group_attention(model, variables, images, chunk_size)
   features = jnp.concatenate(features)[:len(alphas)]
   for start, stop in _chunks(len(pairs), chunk_size):
     own, other = _pad(np.asarray(pairs[start:stop]), chunk_size).T
     probs = decode_chunk(model, variables, features[own], alphas[own], alphas[other])
+    if partner_gate:
+      partner = decode_chunk(model, variables, features[other], alphas[other], alphas[own])
+      probs = gate(features[own], prototypes(features[other], partner), probs)
     yield start, np.asarray(probs)[:stop - start]

@@ -139,7 +139,7 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=TH
 
 def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out=False,
                    chunk_size=8, image_size=None, save_attention=False, save_probs=False,
-                   threshold=THRESHOLD, log=print):
+                   threshold=THRESHOLD, partner_gate=False, log=print):
   """Co-segments every group of ``image_paths`` and writes the pictures to ``out``.
 
   Returns {group name: its output folder}.
@@ -159,7 +159,7 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
                                disable=len(groups) < 2, dynamic_ncols=True):
     inputs = load_inputs(files, size)
     _, probs = group.segment_group(model, variables, inputs, reduce, chunk_size, leave_one_out,
-                                   return_probs=True)
+                                   return_probs=True, partner_gate=partner_gate)
     heat = None
     if save_attention:
       heat, group_alphas = spatial_attention(model, variables, inputs, chunk_size)
@@ -216,6 +216,9 @@ def parse_args(argv=None):
                       help="foreground where P(foreground) exceeds this, or 'adaptive': each "
                       "map's mean + std, at most 0.8 (better on objects of unseen classes, "
                       "docs/results.md)")
+  parser.add_argument("--partner-gate", action="store_true",
+                      help="keep in each image what resembles the other images' foreground "
+                      "(coseg_jax.partner_gate; docs/results.md)")
   parser.add_argument("--debug", action="store_true", help=cli.DEBUG_HELP)
   return parser.parse_args(argv)
 
@@ -226,7 +229,7 @@ def main(argv=None):
       args.checkpoint, args.images, args.out, reduce=args.reduce,
       leave_one_out=args.leave_one_out, chunk_size=args.chunk_size, image_size=args.image_size,
       save_attention=args.save_attention, save_probs=args.save_probs,
-      threshold=args.threshold), args.debug)
+      threshold=args.threshold, partner_gate=args.partner_gate), args.debug)
 
 
 if __name__ == "__main__":

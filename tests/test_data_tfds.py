@@ -172,7 +172,7 @@ def test_eval_of_a_tfds_folder_equals_the_folder_and_saves_maps(folder_built, tm
   modes = ["group_mean", "center_box"]
   ours = evaluate.run(workdir=tmp_path / "run", modes=None, threshold="adaptive",
                       save_maps=tmp_path / "pred", method="rand")
-  assert ours["modes"] == list(evaluate.GROUP_MODES) and ours["threshold"] == "adaptive"
+  assert ours["modes"] == list(evaluate.DEFAULT_GROUP_MODES) and ours["threshold"] == "adaptive"
   config.data.update(dataset="folder", root=str(data))
   reference = evaluate.run(workdir=tmp_path / "run", config=config, modes=modes,
                            threshold="adaptive")

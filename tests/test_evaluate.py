@@ -106,7 +106,7 @@ def test_evaluate_groups_errors_name_the_group():
 
 def test_resolve_modes():
   assert evaluate.resolve_modes("voc") == list(evaluate.PAIR_MODES)
-  assert evaluate.resolve_modes("folder") == list(evaluate.GROUP_MODES)
+  assert evaluate.resolve_modes("folder") == list(evaluate.DEFAULT_GROUP_MODES)
   assert evaluate.resolve_modes("synthetic", ["group_min"]) == ["group_min"]
   with pytest.raises(ValueError, match="unknown mode.*'groups'"):
     evaluate.resolve_modes("folder", ["groups"])
@@ -197,10 +197,10 @@ def test_eval_cli_writes_table_and_json(trained_run, tmp_path):
   assert "Average" in result.stdout and "pairs_all_foreground" in result.stdout
   report = json.loads(out.read_text())
   assert report["step"] == 2 and report["dataset"] == "synthetic"
-  assert report["modes"] == list(evaluate.PAIR_MODES + evaluate.GROUP_MODES)  # synthetic default
+  assert report["modes"] == list(evaluate.PAIR_MODES + evaluate.DEFAULT_GROUP_MODES)  # synthetic default
   assert report["config"]["model"]["attention"] == "csa"
   assert report["results"]["pairs"]["images"] == 8  # 4 pairs, both images
-  for mode in evaluate.GROUP_MODES:
+  for mode in evaluate.DEFAULT_GROUP_MODES:
     table = report["results"][mode]
     assert sorted(table["classes"]) == ["synthetic_test_00000", "synthetic_test_00001"]
     assert table["average"]["jaccard"] == pytest.approx(
@@ -216,8 +216,8 @@ def test_msrc_cow_evaluates_at_original_size(data_dir, tmp_path):
   config = tiny_config(dataset="folder", root=str(root))
   save_random_run(tmp_path / "run", config)
   report = evaluate.run(workdir=tmp_path / "run", chunk_size=8)
-  assert report["dataset"] == "msrc_cow" and report["modes"] == list(evaluate.GROUP_MODES)
-  for mode in evaluate.GROUP_MODES:
+  assert report["dataset"] == "msrc_cow" and report["modes"] == list(evaluate.DEFAULT_GROUP_MODES)
+  for mode in evaluate.DEFAULT_GROUP_MODES:
     assert report["results"][mode]["classes"]["msrc_cow"]["images"] == 30
   masks = [images.read_mask(p) for p in sorted((root / "GroundTruth").glob("*.bmp"))]
   assert len(masks) == 30

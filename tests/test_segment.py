@@ -96,6 +96,11 @@ def test_several_folders_are_groups_with_soft_maps(run_dir, tmp_path):
     _, mask = opened(tmp_path / "out" / name / "img1_mask.png")
     assert mode == "L" and soft.shape == (40, 56)
     np.testing.assert_array_equal(mask == 255, soft > 127.5)  # the mask thresholds the soft map
+  run_segment(run_dir, folders, tmp_path / "gated", "--save-probs", "--partner-gate")
+  for n, name in enumerate(("cows", "cars")):
+    soft = np.stack([opened(tmp_path / f / name / f"img{k}_prob.png")[1].astype(int)
+                     for f in ("out", "gated") for k in range(2 + n)]).reshape(2, 2 + n, 40, 56)
+    assert (soft[1] <= soft[0] + 1).all() and (soft[1] < soft[0] - 1).any(), name  # P * gate
   (tmp_path / "c" / "cows").mkdir(parents=True)
   Image.fromarray(noise(32, 32)).save(tmp_path / "c" / "cows" / "x.png")
   with pytest.raises(SystemExit, match="same name would write to the same output folder"):
