@@ -16,13 +16,13 @@ Modes (``MODES``):
 * ``all_foreground``: every pixel of every group image foreground (a trivial baseline).
 * ``center_box``: the middle half of each side of every group image foreground (a fixed
   box, the baseline that a co-segmentation model must beat to show it finds objects).
-* ``pairwise_gate``, ``group_mean_gate``, ``group_min_gate``, ``distractor_gate``: the
-  same with every map multiplied by the partner gate (``coseg_jax.partner_gate``).
 * ``distractor``: the distractor test (``coseg_jax.distractors``): every image with an
   object of another group pasted in, co-segmented once with an image of its own group
   and once with one of the pasted object's group; only the shared object is the target.
   A model that ignores the other image scores at most 50 % (the mean of the two
   targets); ``distractor_center_box`` and ``distractor_all_foreground`` are its baselines.
+* ``pairwise_gate``, ``group_mean_gate``, ``group_min_gate``, ``distractor_gate``: the
+  same with every map multiplied by the partner gate (``coseg_jax.partner_gate``).
 
 The group modes score every image at its ORIGINAL resolution: the S x S probability map
 is resized back to the image's H x W (bilinear), thresholded at 0.5 and compared with the
