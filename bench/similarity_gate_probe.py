@@ -20,6 +20,7 @@ import numpy as np
 
 from coseg_jax import distractors, evaluate, group
 from coseg_jax.data import pipeline
+from coseg_jax.partner_gate import unit
 
 GATES = ("none", "minmax", "sigmoid_cos", "sigmoid_z")
 
@@ -34,10 +35,6 @@ def once(fn):
       results[key] = fn(*arrays)
     return results[key]
   return cached
-
-
-def unit(x):
-  return x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-6)
 
 
 def features(model, variables, images):

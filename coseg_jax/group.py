@@ -223,8 +223,9 @@ def decode_pairs(model, variables, images, pairs, chunk_size=8, partner_gate=Fal
   features = jnp.concatenate(features)[:len(alphas)]
   for start, stop in _chunks(len(pairs), chunk_size):
     own, other = _pad(np.asarray(pairs[start:stop]), chunk_size).T
-    probs = decode_chunk(model, variables, features[own], alphas[own], alphas[other])
+    f_own, f_other = features[own], features[other]
+    probs = decode_chunk(model, variables, f_own, alphas[own], alphas[other])
     if partner_gate:
-      partner = decode_chunk(model, variables, features[other], alphas[other], alphas[own])
-      probs = gate(features[own], prototypes(features[other], partner), probs)
+      partner = decode_chunk(model, variables, f_other, alphas[other], alphas[own])
+      probs = gate(f_own, prototypes(f_other, partner), probs)
     yield start, np.asarray(probs)[:stop - start]
