@@ -1,7 +1,7 @@
 """Evaluates a trained CoSegNet: ``python eval.py --help``, the same as the ``coseg-eval`` command
 (coseg_jax/eval_main.py)."""
 
-from coseg_jax.eval_main import run
+from coseg_jax.apps.eval_main import run
 
 if __name__ == "__main__":
   run()

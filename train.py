@@ -1,7 +1,7 @@
 """Trains CoSegNet: ``python train.py --help``, the same as the ``coseg-train`` command
 (coseg_jax/train_main.py)."""
 
-from coseg_jax.train_main import run
+from coseg_jax.apps.train_main import run
 
 if __name__ == "__main__":
   run()

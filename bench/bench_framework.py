@@ -133,7 +133,7 @@ class TorchRunner:
   def __init__(self, config, host_variables, batch, compiled=False, channels_last=False,
                device="cpu"):
     import torch  # pylint: disable=g-import-not-at-top
-    from coseg_jax import torch_twin as tt  # pylint: disable=g-import-not-at-top
+    from coseg_jax.interop import torch_twin as tt  # pylint: disable=g-import-not-at-top
     self.torch, self.tt, self.device = torch, tt, torch.device(device)
     torch.backends.cudnn.benchmark = True  # cuDNN picks its algorithms as XLA autotunes
     m = config.model

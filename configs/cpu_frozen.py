@@ -15,7 +15,7 @@ shared PASCAL-VOC10 co-segmentation set. What it adds (docs/results.md measures 
   python train.py --config configs/cpu_frozen.py --workdir runs/cpu_frozen \\
       --config.data.root=../shared/data/pascal_voc10_coseg \\
       --config.init.vgg16_weights=../shared/data/vgg16_features_oxford.pth
-  python -m coseg_jax.segment --workdir runs/cpu_frozen --images photos/ --out out/
+  coseg-segment --checkpoint=runs/cpu_frozen --images=photos/ --out=out/
 
 Held-out classes (docs/results.md): add --config.data.groups=Aero,Bicycle,Bird,Boat,Bottle
 to train on five classes, then evaluate the others:

@@ -3,7 +3,7 @@
 Its checkpoints (e.g. ``epoch1iter5000.pkl``) load with
 ``coseg_jax.init_variables(model, rng, 512, reference_checkpoint=PATH)``:
 
-  python -m coseg_jax.port_weights --format reference epoch1iter5000.pkl reference_ca.npz
+  python -m coseg_jax.apps.port_weights --format=reference epoch1iter5000.pkl reference_ca.npz
 """
 
 from configs import default

@@ -6,7 +6,7 @@ With the encoder frozen its features depend on the image alone, so each distinct
 learner and decoder only. Images are recognised by a digest of their bytes; the cache
 keeps the most recently used ``max_entries`` feature maps on the host.
 
-``view_features`` encodes the augmented views and composites of ``coseg_jax.data.views``
+``view_features`` encodes the augmented views and composites of ``coseg_jax.proj.real_photos.views``
 once and keeps them on disk, for ``config.data.views``.
 """
 
@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from coseg_jax.data import folders, views
+from coseg_jax.data import folders
+from coseg_jax.proj.real_photos import views
 from coseg_jax.models.coseg import CoSegNet
 
 

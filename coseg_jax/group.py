@@ -22,6 +22,12 @@ without leave-one-out, there being no other image).
 Images run through fixed-size chunks (the last one padded), vmapped over the group
 axis, so one compiled function serves every N and device memory depends on the
 chunk size, not on N.
+
+Both protocols return foreground probabilities; ``coseg_jax.maps.binarize`` makes masks.
+A ``gate`` (e.g. the real-photo recipe's partner gate,
+``coseg_jax.proj.real_photos.partner_gate.GATE``) is a step after the model that sees the
+pool5 features: an object with ``group(features [N, h, w, C], probs [N, S, S]) -> probs``
+and ``pair(features, probs, partner_features, partner_probs) -> probs``.
 """
 
 import functools
@@ -31,10 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coseg_jax.constants import THRESHOLD
 from coseg_jax.models.attention import reduce_group
 from coseg_jax.models.coseg import CoSegNet, check_images
-from coseg_jax.partner_gate import gate, gate_group, prototypes
 from coseg_jax.preprocessing import NORMALISED_RANGE
 
 RANGE_SLACK = 1e-3  # rounding of images normalised in another framework
@@ -125,7 +129,7 @@ def group_attention(model, variables, images, chunk_size=8):
 
 
 def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_one_out=False,
-                  return_probs=False, partner_gate=False):
+                  gate=None):
   """Instant group co-segmentation of N images (Algorithm 1).
 
   Args:
@@ -138,12 +142,10 @@ def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_o
       function [M, C] attentions -> [C] context attention (see ``reduce_group``).
     chunk_size: images per compiled call; bounds device memory.
     leave_one_out: attend image i with the reduction over the other images.
-    return_probs: also return the foreground probabilities.
-    partner_gate: multiply each map by the partner gate (``coseg_jax.partner_gate``: the
-      similarity of the image's features to the other images' foreground).
+    gate: a step after the model (module docstring), or None.
 
   Returns:
-    bool [N, H, W] foreground masks, and float32 [N, H, W] probabilities if asked.
+    float32 [N, H, W] foreground probabilities (``coseg_jax.maps.binarize`` -> masks).
   """
   features, alphas = group_attention(model, variables, images, chunk_size)
   context = reduce_group(alphas, reduce, leave_one_out)
@@ -154,9 +156,9 @@ def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_o
                      _pad(context[start:stop], chunk_size))
     probs.append(np.asarray(p)[:stop - start])
   probs = np.concatenate(probs)
-  if partner_gate:
-    probs = gate_group(jnp.concatenate(features)[:len(alphas)], probs)
-  return (probs > THRESHOLD, probs) if return_probs else probs > THRESHOLD
+  if gate is not None:
+    probs = np.asarray(gate.group(jnp.concatenate(features)[:len(alphas)], probs), np.float32)
+  return probs
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -166,28 +168,26 @@ def pair_chunk(model: CoSegNet, variables, images_a, images_b):
   return jax.nn.softmax(logits_a)[..., 1], jax.nn.softmax(logits_b)[..., 1]
 
 
-def segment_pairwise(model, variables, images, chunk_size=8, return_probs=False,
-                     encode_once=False, partner_gate=False):
+def segment_pairwise(model, variables, images, chunk_size=8, encode_once=False, gate=None):
   """The O(N^2) protocol (Tables 1–3, 5): every unordered pair through the pair model.
 
   Each image's foreground probability is averaged over its N-1 pairs. Needs N >= 2.
   ``encode_once=True`` gives the same result faster: every image is encoded once and
   only the decoder runs per pair (image i decoded with ``combine(alpha_i, alpha_j)``,
   what the pair forward gives it in eval mode), so the quadratic part costs N(N-1)
-  decoder passes instead of N(N-1) encoder and decoder passes. ``partner_gate`` gates
-  every pair's map (``decode_pairs``; it implies ``encode_once``).
-  Returns bool [N, H, W] masks (and the averaged probabilities if asked).
+  decoder passes instead of N(N-1) encoder and decoder passes. ``gate`` gates every
+  pair's map (``decode_pairs``; it implies ``encode_once``).
+  Returns the averaged probabilities float32 [N, H, W].
   """
   images = as_group(images)
   n = len(images)
   if n < 2:
     raise ValueError(f"segment_pairwise needs at least 2 images, got {n}")
-  if encode_once or partner_gate:
-    total = _decoded_pairs(model, variables, images, chunk_size, partner_gate)
+  if encode_once or gate is not None:
+    total = _decoded_pairs(model, variables, images, chunk_size, gate)
   else:
     total = _pair_model_pairs(model, variables, images, chunk_size)
-  probs = (total / (n - 1)).astype(np.float32)
-  return (probs > THRESHOLD, probs) if return_probs else probs > THRESHOLD
+  return (total / (n - 1)).astype(np.float32)
 
 
 def _pair_model_pairs(model, variables, images, chunk_size):
@@ -203,29 +203,29 @@ def _pair_model_pairs(model, variables, images, chunk_size):
   return total
 
 
-def _decoded_pairs(model, variables, images, chunk_size, partner_gate=False):
+def _decoded_pairs(model, variables, images, chunk_size, gate=None):
   """``_pair_model_pairs`` from features encoded once: a decoder pass per ordered pair."""
   ordered = np.array(list(itertools.permutations(range(len(images)), 2)))
   total = np.zeros(images.shape[:3], np.float64)
-  for start, probs in decode_pairs(model, variables, images, ordered, chunk_size, partner_gate):
+  for start, probs in decode_pairs(model, variables, images, ordered, chunk_size, gate):
     np.add.at(total, ordered[start:start + len(probs), 0], probs)
   return total
 
 
-def decode_pairs(model, variables, images, pairs, chunk_size=8, partner_gate=False):
+def decode_pairs(model, variables, images, pairs, chunk_size=8, gate=None):
   """Image ``pairs[k, 0]`` co-segmented with image ``pairs[k, 1]`` as the pair forward
   does in eval mode, with every image encoded once and a decoder pass per pair
   (``combine(alpha_own, alpha_other)``). Yields (k of the chunk's first pair,
   P(foreground) float32 [K, H, W]) chunk by chunk, so memory is bounded by the chunk.
-  ``partner_gate``: each map gated by the partner's foreground prototype
-  (``coseg_jax.partner_gate``), the partner's map from a second decoder pass."""
+  ``gate``: each map gated with its partner's features and map (``gate.pair``), the
+  partner's map from a second decoder pass."""
   features, alphas = group_attention(model, variables, images, chunk_size)
   features = jnp.concatenate(features)[:len(alphas)]
   for start, stop in _chunks(len(pairs), chunk_size):
     own, other = _pad(np.asarray(pairs[start:stop]), chunk_size).T
     f_own, f_other = features[own], features[other]
     probs = decode_chunk(model, variables, f_own, alphas[own], alphas[other])
-    if partner_gate:
+    if gate is not None:
       partner = decode_chunk(model, variables, f_other, alphas[other], alphas[own])
-      probs = gate(f_own, prototypes(f_other, partner), probs)
+      probs = gate.pair(f_own, probs, f_other, partner)
     yield start, np.asarray(probs)[:stop - start]

@@ -32,9 +32,11 @@ import orbax.checkpoint as ocp
 import tqdm
 
 import coseg_jax
-from coseg_jax import checkpoints, eval_steps, feature_cache, losses, metrics, models, weights
+from coseg_jax import checkpoints, feature_cache, losses, metrics, models, weights
 from coseg_jax import workdir as workdir_lib
-from coseg_jax.data import pipeline, views
+from coseg_jax.data import pipeline
+from coseg_jax.evaluators import steps as eval_steps
+from coseg_jax.proj.real_photos import views
 from coseg_jax.feature_cache import FeatureCache
 from coseg_jax.logging_utils import MetricWriter
 from coseg_jax.parallel import Sharding, build_data

@@ -1,7 +1,7 @@
 """torch state_dicts -> flax variables: torchvision VGG16 encoders and full checkpoints.
 
 A torch ``state_dict`` is read with torch (``pip install coseg_jax[torch]``); the
-``.npz`` written by ``python -m coseg_jax.port_weights`` holds the same tensors and is
+``.npz`` written by ``python -m coseg_jax.apps.port_weights`` holds the same tensors and is
 read with numpy alone, so training never needs torch.
 
 Full models map flax variables to torch keys module by module (``variables_to_torch``,
@@ -47,7 +47,7 @@ def read_state_dict(path):
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise ImportError(f"reading {path} needs torch (pip install 'coseg_jax[torch]'); or convert "
-                      "it once with `python -m coseg_jax.port_weights IN.pth OUT.npz` on a "
+                      "it once with `python -m coseg_jax.apps.port_weights IN.pth OUT.npz` on a "
                       "machine with torch and load the .npz") from e
   try:
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -225,7 +225,7 @@ def load_reference_checkpoint(path, model=None):
   """Full variables of ``model`` (default ``reference_model()``) from a released checkpoint.
 
   ``path`` is the ``torch.save``d state_dict (.pkl/.pth, needs torch) or its ``.npz``
-  port (``python -m coseg_jax.port_weights --format reference``). ``pretrained_model.*``
+  port (``python -m coseg_jax.apps.port_weights --format=reference``). ``pretrained_model.*``
   is ignored (see ``REFERENCE_UNUSED``); any other mismatch raises ``WeightFileError``.
   """
   return variables_from_torch(read_state_dict(path), model or reference_model(),

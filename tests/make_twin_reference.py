@@ -21,7 +21,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 import torch
 
 from coseg_jax import CoSegNet, preprocess, weights
-from coseg_jax import torch_twin as tt
+from coseg_jax.interop import torch_twin as tt
 from test_torch_parity import random_variables
 from tiny import DECODER_WIDTHS, ENCODER_WIDTHS, SMALL
 # pylint: enable=g-import-not-at-top,wrong-import-position

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from coseg_jax import torch_twin as tt
+from coseg_jax.interop import torch_twin as tt
 from coseg_jax.losses import IGNORE, pair_loss
 from coseg_jax.preprocessing import NORMALISED_RANGE
 

@@ -90,7 +90,7 @@ def test_voc_batches_through_the_pipeline(voc_built):
 
 
 def test_missing_dataset_is_one_clear_error(tmp_path):
-  with pytest.raises(FileNotFoundError, match="tfds_name='voc2012_coseg/128'.*tfds_coseg"):
+  with pytest.raises(FileNotFoundError, match="tfds_name='voc2012_coseg/128'.*tfds_build"):
     pipeline.pair_source(_config("voc2012_coseg/128", tmp_path), "train")
   with pytest.raises(ValueError, match="tfds_name is empty"):
     pipeline.resolve_config({"dataset": "tfds"})
@@ -163,8 +163,8 @@ def test_folder_builder_keeps_full_size_masks(folder_built):
 @pytest.mark.slow
 def test_eval_of_a_tfds_folder_equals_the_folder_and_saves_maps(folder_built, tmp_path):
   """evaluate.run on the built dataset: the folder reader's tables, maps at the files' size."""
-  import test_evaluate  # pylint: disable=g-import-not-at-top
-  from coseg_jax import evaluate  # pylint: disable=g-import-not-at-top
+  import test_evaluators as test_evaluate  # pylint: disable=g-import-not-at-top
+  from coseg_jax.evaluators import evaluate, modes as modes_lib, report  # pylint: disable=g-import-not-at-top
   pytest.importorskip("py_sod_metrics", reason="the [sod] extra is not installed")
   data, data_dir, name = folder_built
   config = test_evaluate.tiny_config(dataset="tfds", tfds_name=name, tfds_data_dir=str(data_dir))
@@ -172,7 +172,7 @@ def test_eval_of_a_tfds_folder_equals_the_folder_and_saves_maps(folder_built, tm
   modes = ["group_mean", "center_box"]
   ours = evaluate.run(workdir=tmp_path / "run", modes=None, threshold="adaptive",
                       save_maps=tmp_path / "pred", method="rand")
-  assert ours["modes"] == list(evaluate.DEFAULT_GROUP_MODES) and ours["threshold"] == "adaptive"
+  assert ours["modes"] == list(modes_lib.DEFAULT_GROUP_MODES) and ours["threshold"] == "adaptive"
   config.data.update(dataset="folder", root=str(data))
   reference = evaluate.run(workdir=tmp_path / "run", config=config, modes=modes,
                            threshold="adaptive")
@@ -182,7 +182,7 @@ def test_eval_of_a_tfds_folder_equals_the_folder_and_saves_maps(folder_built, tm
   assert ours["results"]["group_mean"]["sod"]["maps"] == str(maps)
   assert np.asarray(Image.open(maps / "g1" / "1.png")).shape == (31, 17)
   assert ours["results"]["center_box"]["sod"]["images"] == 5
-  assert "s_measure" in evaluate.format_report(ours)
+  assert "s_measure" in report.format_report(ours)
 
 
 @pytest.fixture(scope="module")
@@ -230,14 +230,15 @@ def test_real_groups_equal_the_folder_reader(real_built):
 @pytest.mark.slow
 def test_trains_and_evaluates_from_the_voc_dataset(voc_built, tmp_path):
   """train.py's loop on dataset=tfds: trains, evaluates the val split, writes a checkpoint."""
-  import test_evaluate  # pylint: disable=g-import-not-at-top
-  from coseg_jax import evaluate, train_lib  # pylint: disable=g-import-not-at-top
+  import test_evaluators as test_evaluate  # pylint: disable=g-import-not-at-top
+  from coseg_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from coseg_jax.evaluators import evaluate, modes  # pylint: disable=g-import-not-at-top
   _, data_dir, name = voc_built
   config = test_evaluate.tiny_config(dataset="tfds", tfds_name=name, tfds_data_dir=str(data_dir))
   train_lib.train_and_evaluate(config, str(tmp_path / "run"))
   report = evaluate.run(workdir=tmp_path / "run")
   assert report["dataset"] == f"voc2012_coseg_{SIZE}" and report["modes"] == list(
-      evaluate.PAIR_MODES)
+      modes.DEFAULTS["voc"])
   expected = 2 * len(voc.load_pairs(voc_built[0], "test"))
   assert report["results"]["pairs"]["images"] == expected
 

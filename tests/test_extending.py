@@ -45,10 +45,9 @@ def test_softmax_weighted_mean_is_used_and_between_mean_and_max(page):
   assert np.all(weighted <= alphas.max(axis=0) + 1e-6)
   np.testing.assert_allclose(reduction(alphas, temperature=1e6), alphas.mean(axis=0), rtol=1e-5)
   # the masks are those of Algorithm 1 with that context attention, not the mean's
-  _, probs = segment_group(model, variables, group, reduce=page["softmax_weighted_mean"],
-                           return_probs=True)
+  probs = segment_group(model, variables, group, reduce=page["softmax_weighted_mean"])
   np.testing.assert_array_equal(page["masks"], probs > 0.5)
-  _, mean_probs = segment_group(model, variables, group, return_probs=True)
+  mean_probs = segment_group(model, variables, group)
   assert np.abs(probs - mean_probs).max() > 1e-6
   assert page["masks"].shape == page["masks_loo"].shape == (5, 64, 64)
 
@@ -63,7 +62,7 @@ def test_a_custom_reduction_leaving_one_out_sees_the_other_images():
 
 def test_mask_sensitivity_forward_equals_reverse_and_finite_differences(page):
   foreground, alpha_g, c = page["foreground"], page["alpha_g"], page["c"]
-  _, probs = segment_group(page["model"], page["variables"], page["group"], return_probs=True)
+  probs = segment_group(page["model"], page["variables"], page["group"])
   np.testing.assert_allclose(page["probs"], probs, atol=1e-5)
   np.testing.assert_allclose(page["dprobs"][0].mean(), page["sensitivity"][c], rtol=1e-3)
   # central differences of each image's foreground area (pixel means: float32 noise averages out)

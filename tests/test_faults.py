@@ -21,11 +21,11 @@ import orbax.checkpoint as ocp
 from PIL import Image
 import pytest
 
-from coseg_jax import checkpoints, cli, evaluate, models, port_weights, segment, train_lib
-from coseg_jax import weights, workdir
-from coseg_jax.data import voc
+from coseg_jax import checkpoints, group, models, runs, train_lib, weights, workdir
+from coseg_jax.apps import cli, port_weights, segment, voc_pairs
+from coseg_jax.evaluators import evaluate
 from coseg_jax.logging_utils import read_jsonl
-import test_evaluate as evaluate_tests
+import test_evaluators as evaluate_tests
 from test_segment import noise
 from train_driver import tiny_config
 
@@ -77,7 +77,7 @@ def test_changed_config_is_refused_before_anything_is_written(run_copy):
                      match=r"train.num_steps: 4 -> 6: pass --allow_config_changes"):
     train_lib.train_and_evaluate(longer, str(run_copy))
   assert snapshot(run_copy) == before  # config.json, checkpoints and logs untouched
-  assert evaluate.load_run(workdir=run_copy)[0].model.attention == "csa"
+  assert runs.load_run(workdir=run_copy)[0].model.attention == "csa"
   safe = tiny_config(STEPS)
   safe.train.log_every = 2
   train_lib.train_and_evaluate(safe, str(run_copy), allow_config_changes=True)
@@ -166,14 +166,14 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_intact_one(run_copy,
 def test_eval_and_segment_skip_a_corrupt_newest_checkpoint(run_copy, tmp_path):
   corrupt(run_copy / "checkpoints" / "4")
   warnings = []
-  _, _, variables = evaluate.load_run(workdir=run_copy, warn=warnings.append)
+  _, _, variables = runs.load_run(workdir=run_copy, warn=warnings.append)
   assert len(warnings) == 1 and f"{run_copy}/checkpoints/4" in warnings[0]
   assert "using " + str(run_copy / "checkpoints" / "2") in warnings[0]
   _, intact = checkpoints.load_variables(checkpoints.resolve(run_copy / "checkpoints" / "2"))
   np.testing.assert_array_equal(variables["params"]["decoder"]["conv_4"]["kernel"],
                                 intact["params"]["decoder"]["conv_4"]["kernel"])
   with pytest.raises(checkpoints.CheckpointError, match="cannot read checkpoint .*checkpoints/4"):
-    evaluate.load_run(checkpoint=run_copy / "checkpoints" / "4")  # named: no fallback
+    runs.load_run(checkpoint=run_copy / "checkpoints" / "4")  # named: no fallback
   (tmp_path / "photos").mkdir()
   for k in range(2):
     Image.fromarray(noise(64, 64, seed=k)).save(tmp_path / "photos" / f"p{k}.png")
@@ -324,16 +324,16 @@ def test_segment_port_weights_and_data_commands_errors_are_one_line(run4, tmp_pa
   Image.fromarray(noise(32, 32)).save(tmp_path / "photos" / "a.png")
   (tmp_path / "taken").write_text("a file")
   with pytest.raises(SystemExit, match=f"^error: --out {tmp_path}/taken: it is a file"):
-    segment.main(["--checkpoint", str(run4), "--images", str(tmp_path / "photos"),
-                  "--out", str(tmp_path / "taken")])
+    segment.main([f"--checkpoint={run4}", f"--images={tmp_path / 'photos'}",
+                  f"--out={tmp_path / 'taken'}"])
   (tmp_path / "vgg.pth").write_bytes(b"not a torch file")
   with pytest.raises(SystemExit, match=f"^error: could not read {tmp_path}/vgg.pth as a torch"):
     port_weights.main([str(tmp_path / "vgg.pth"), str(tmp_path / "out.npz")])
   with pytest.raises(SystemExit, match=f"^error: .*{tmp_path}/nowhere"):
-    voc.main(["--root", str(tmp_path / "nowhere"), "--out_dir", str(tmp_path / "pairs")])
+    voc_pairs.main([f"--root={tmp_path / 'nowhere'}", f"--out_dir={tmp_path / 'pairs'}"])
   with pytest.raises(NotADirectoryError):  # --debug: the error itself, with its traceback
-    segment.main(["--checkpoint", str(run4), "--images", str(tmp_path / "photos"),
-                  "--out", str(tmp_path / "taken"), "--debug"])
+    segment.main([f"--checkpoint={run4}", f"--images={tmp_path / 'photos'}",
+                  f"--out={tmp_path / 'taken'}", "--debug"])
 
 
 # ----------------------------------------------------------------------------- 7: eval.py
@@ -370,7 +370,7 @@ def test_eval_writes_each_mode_as_it_finishes(tmp_path, monkeypatch):
 
   def broken(*args, **kwargs):
     raise RuntimeError("device lost")
-  monkeypatch.setattr(evaluate.group, "segment_group", broken)
+  monkeypatch.setattr(group, "segment_group", broken)
   out = tmp_path / "report.json"
   with pytest.raises(RuntimeError, match="device lost"):
     evaluate.run(workdir=tmp_path / "run", modes=["center_box", "pairs", "group_mean"], out=out)
@@ -397,8 +397,8 @@ def test_eval_takes_a_released_npz_checkpoint(tmp_path):
 
 
 def test_evaluation_and_segment_do_not_import_training():
-  result = command("-c", "import sys, coseg_jax.evaluate, coseg_jax.segment; "
+  result = command("-c", "import sys, coseg_jax.evaluators.evaluate, coseg_jax.apps.segment; "
                    "print(sorted(m for m in sys.modules if m.startswith('optax') "
-                   "or m == 'coseg_jax.train_lib'))")
+                   "or m in ('coseg_jax.train_lib', 'coseg_jax.evaluate')))")
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip() == "[]"

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from coseg_jax import CoSegNet, init_variables, preprocess, segment_group, segment_pairwise
+from coseg_jax import (CoSegNet, binarize, init_variables, preprocess, segment_group,
+                       segment_pairwise)
 from coseg_jax import group
 from coseg_jax.models.attention import reduce_group
 
@@ -63,15 +64,14 @@ def test_reduce_group_mean_min_and_leave_one_out():
 def test_group_of_two_with_leave_one_out_equals_pair(small, reduce):
   model, variables = small
   images = uint8_images(2, seed=3)
-  _, probs = segment_group(model, variables, images, reduce=reduce, leave_one_out=True,
-                           return_probs=True)
+  probs = segment_group(model, variables, images, reduce=reduce, leave_one_out=True)
   np.testing.assert_allclose(probs, pair_probs(model, variables, images), atol=1e-4)
 
 
 def test_group_of_two_mean_fca_equals_pair_and_ca_does_not(small):
   model, variables = small
   images = uint8_images(2, seed=4)
-  _, probs = segment_group(model, variables, images, reduce="mean", return_probs=True)
+  probs = segment_group(model, variables, images, reduce="mean")
   diff = np.abs(probs - pair_probs(model, variables, images)).max()
   if model.attention in ("fca", "none"):
     assert diff < 1e-4
@@ -90,19 +90,20 @@ def test_group_matches_manual_algorithm_1(small):
   applied = model.apply(variables, mean, mean, method=CoSegNet.combine)
   logits = model.apply(variables, f, applied, method=CoSegNet.decode)
   expected = jax.nn.softmax(logits)[..., 1]
-  masks, probs = segment_group(model, variables, images, chunk_size=2, return_probs=True)
+  probs = segment_group(model, variables, images, chunk_size=2)
+  assert probs.dtype == np.float32
   np.testing.assert_allclose(probs, expected, atol=1e-4)
-  np.testing.assert_array_equal(masks, probs > 0.5)
+  np.testing.assert_array_equal(binarize(probs), probs > 0.5)
 
 
 def test_chunking_compiles_once_and_does_not_change_results():
   model = CoSegNet("csa", **SMALL)
   variables = init_variables(model, jax.random.key(2), SIZE)
   images = uint8_images(11, seed=6)
-  _, reference = segment_group(model, variables, images, chunk_size=11, return_probs=True)
+  reference = segment_group(model, variables, images, chunk_size=11)
   before = group.encode_chunk._cache_size(), group.decode_chunk._cache_size()
   for n in (1, 3, 4, 9, 11):
-    _, probs = segment_group(model, variables, images[:n], chunk_size=4, return_probs=True)
+    probs = segment_group(model, variables, images[:n], chunk_size=4)
     if n == 11:
       np.testing.assert_allclose(probs, reference, atol=2e-5)
   after = group.encode_chunk._cache_size(), group.decode_chunk._cache_size()
@@ -124,8 +125,8 @@ def test_single_image_is_segmented_with_its_own_attention():
   model = CoSegNet("ca", **SMALL)
   variables = init_variables(model, jax.random.key(4), SIZE)
   image = uint8_images(1, seed=8)
-  _, probs = segment_group(model, variables, image, return_probs=True)
-  _, probs_loo = segment_group(model, variables, image, leave_one_out=True, return_probs=True)
+  probs = segment_group(model, variables, image)
+  probs_loo = segment_group(model, variables, image, leave_one_out=True)
   x = preprocess(image)
   logits, _ = model.apply(variables, x, x)  # the image paired with itself
   np.testing.assert_allclose(probs, jax.nn.softmax(logits)[..., 1], atol=2e-5)
@@ -138,7 +139,7 @@ def test_pairwise_averages_over_all_pairs(attention, encode_once):
   model = CoSegNet(attention, **SMALL)
   variables = init_variables(model, jax.random.key(5), SIZE)
   images = uint8_images(3, seed=9)
-  _, probs = segment_pairwise(model, variables, images, chunk_size=2, return_probs=True,
+  probs = segment_pairwise(model, variables, images, chunk_size=2,
                               encode_once=encode_once)
   p01 = pair_probs(model, variables, images[[0, 1]])
   p02 = pair_probs(model, variables, images[[0, 2]])
@@ -187,5 +188,5 @@ def test_wrong_pixel_values_are_refused_naming_the_image():
   with pytest.raises(ValueError, match="image 1: float values"):
     segment_group(model, variables, mixed)
   # uint8 keeps being preprocessed for you: the same masks as its normalised floats.
-  np.testing.assert_array_equal(segment_group(model, variables, images),
-                                segment_group(model, variables, preprocess(images)))
+  np.testing.assert_allclose(segment_group(model, variables, images),  # normalised on device
+                             segment_group(model, variables, preprocess(images)), atol=1e-6)

@@ -5,15 +5,18 @@ import jax
 import numpy as np
 import pytest
 
-from coseg_jax import CoSegNet, distractors, group, init_variables, partner_gate
+from coseg_jax import CoSegNet, group, init_variables
+from coseg_jax.evaluators import distractor as distractors, modes
+from coseg_jax.proj.real_photos import partner_gate
+from coseg_jax.proj.real_photos.partner_gate import GATE
 
-from test_distractors import toy_groups
+from test_distractor import toy_groups
 from test_group import sharpened, uint8_images
 from tiny import SIZE, SMALL
 
 
 def by_hand(features, probs):
-  """docs of ``coseg_jax.partner_gate`` in numpy, one image at a time."""
+  """docs of ``coseg_jax.proj.real_photos.partner_gate`` in numpy, one image at a time."""
   n, h, w, _ = features.shape
   cell = probs.shape[1] // h
   unit = lambda x: x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-6)
@@ -69,13 +72,11 @@ def fca():
 def test_segment_group_gates_its_own_maps(fca):
   model, variables = fca
   images = uint8_images(3, seed=4)
-  _, plain = group.segment_group(model, variables, images, chunk_size=2, return_probs=True)
-  masks, gated = group.segment_group(model, variables, images, chunk_size=2, return_probs=True,
-                                     partner_gate=True)
+  plain = group.segment_group(model, variables, images, chunk_size=2)
+  gated = group.segment_group(model, variables, images, chunk_size=2, gate=GATE)
   features, _ = group.group_attention(model, variables, images, chunk_size=2)
   features = np.concatenate([np.asarray(f) for f in features])[:3]
   np.testing.assert_allclose(gated, by_hand(features, plain), atol=2e-5)
-  np.testing.assert_array_equal(masks, gated > 0.5)
   assert np.abs(gated - plain).max() > 1e-3
 
 
@@ -85,15 +86,14 @@ def test_pairs_are_gated_by_the_partner_of_each_pair(fca):
   model, variables = fca
   c = distractors.render(toy_groups(), SIZE)
   pairs = np.concatenate([c.pairs(t) for t in distractors.TARGETS])[::4]
-  gated = distractors.model_segmenter(model, variables, 2, partner_gate=True)(c.images, pairs)
+  gated = distractors.segmenter(modes.MODES["distractor_gate"], model, variables, 2)(c.images, pairs)
   for k, (a, b) in enumerate(pairs):
-    _, pair = group.segment_group(model, variables, c.images[[a, b]], leave_one_out=True,
-                                  return_probs=True, partner_gate=True)
+    pair = group.segment_group(model, variables, c.images[[a, b]], leave_one_out=True,
+                               gate=GATE)
     np.testing.assert_allclose(gated[k], pair[0], atol=2e-5)
-  _, pairwise = group.segment_pairwise(model, variables, c.images[:3], chunk_size=2,
-                                       return_probs=True, partner_gate=True)
+  pairwise = group.segment_pairwise(model, variables, c.images[:3], chunk_size=2, gate=GATE)
   for i in range(3):
     expected = np.mean([group.segment_group(model, variables, c.images[[i, j]], leave_one_out=True,
-                                            return_probs=True, partner_gate=True)[1][0]
+                                            gate=GATE)[0]
                         for j in range(3) if j != i], axis=0)
     np.testing.assert_allclose(pairwise[i], expected, atol=2e-5)

@@ -11,8 +11,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="optional extra: pip install 'coseg_jax[torch]'")
 
 # pylint: disable=g-import-not-at-top
-from coseg_jax import init_variables, port_weights, segment_group
-from coseg_jax import torch_twin as tt
+from coseg_jax import init_variables, segment_group
+from coseg_jax.apps import port_weights
+from coseg_jax.interop import torch_twin as tt
 from coseg_jax import weights
 from parity_utils import SIZE, TOL, WIDTHS, grad_errors, images, rel_err, train_step
 # pylint: enable=g-import-not-at-top
@@ -80,8 +81,8 @@ def test_pair_logits_match(checkpoint, variables):
 def test_group_matches(checkpoint, variables, reduce, leave_one_out):
   """("mean", False) is the released code's group mode: the mean of all N attentions."""
   group = images(3, seed=3)
-  _, probs = segment_group(MODEL, variables, group, reduce=reduce, chunk_size=2,
-                           leave_one_out=leave_one_out, return_probs=True)
+  probs = segment_group(MODEL, variables, group, reduce=reduce, chunk_size=2,
+                        leave_one_out=leave_one_out)
   expected = tt.segment_group(checkpoint[0], tt.to_nchw(group), reduce, leave_one_out).numpy()
   assert rel_err(probs, expected) < TOL
 
@@ -113,7 +114,7 @@ def test_variables_round_trip_through_the_twin(checkpoint, variables):
 def test_port_cli_writes_a_torch_free_npz(checkpoint, variables, tmp_path, monkeypatch):
   out = tmp_path / "reference_ca.npz"
   monkeypatch.setattr(weights, "reference_model", lambda: MODEL)  # the test's narrow VGG16
-  port_weights.main(["--format", "reference", str(checkpoint[1]), str(out)])
+  port_weights.main(["--format=reference", str(checkpoint[1]), str(out)])
   with np.load(out) as data:
     assert not any(key.startswith(("module.", "pretrained_model.")) for key in data.files)
   flat = tmp_path / "flat.npz"
@@ -193,17 +194,17 @@ def test_unknown_decoder_type_is_named():
 
 def test_segment_cli_takes_a_released_checkpoint(checkpoint, variables, tmp_path, monkeypatch):
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  from coseg_jax import segment  # pylint: disable=g-import-not-at-top
+  from coseg_jax.apps import segment  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(weights, "reference_model", lambda: MODEL)  # the test's narrow VGG16
   photos = tmp_path / "photos"
   photos.mkdir()
   photos_uint8 = np.random.default_rng(4).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
   for i, uint8 in enumerate(photos_uint8):
     Image.fromarray(uint8).save(photos / f"p{i}.png")
-  segment.main(["--checkpoint", str(checkpoint[1]), "--images", str(photos),
-                "--out", str(tmp_path / "out"), "--image-size", str(SIZE)])
+  segment.main([f"--checkpoint={checkpoint[1]}", f"--images={photos}",
+                f"--out={tmp_path / 'out'}", f"--image_size={SIZE}"])
   masks = [np.asarray(Image.open(tmp_path / "out" / f"p{i}_mask.png")) > 127 for i in range(3)]
-  expected = segment_group(MODEL, variables, photos_uint8)
+  expected = segment_group(MODEL, variables, photos_uint8) > 0.5
   np.testing.assert_array_equal(np.stack(masks), expected)
 
 

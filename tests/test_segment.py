@@ -4,9 +4,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from coseg_jax import pictures, segment
+from coseg_jax import pictures
+from coseg_jax.apps import segment
 from coseg_jax.data import images
-from test_evaluate import save_random_run
+from test_evaluators import save_random_run
 from tiny import tiny_config
 
 CELL = segment.SHEET_CELL
@@ -43,15 +44,15 @@ def opened(path):
 
 
 def run_segment(run_dir, inputs, out, *extra):
-  segment.main(["--checkpoint", str(run_dir), "--images", *map(str, inputs), "--out", str(out),
-                "--image-size", "64", "--chunk-size", "2", *extra])
+  segment.main([f"--checkpoint={run_dir}", f"--images={','.join(map(str, inputs))}",
+                f"--out={out}", "--image_size=64", "--chunk_size=2", *extra])
 
 
 @pytest.mark.slow
 def test_segments_a_folder_of_mixed_images(run_dir, tmp_path):
   sizes = write_mixed_images(tmp_path / "photos")
   assert images.read_image(tmp_path / "photos" / "deep.png").dtype == np.uint8
-  run_segment(run_dir, [tmp_path / "photos"], tmp_path / "out", "--save-attention")
+  run_segment(run_dir, [tmp_path / "photos"], tmp_path / "out", "--save_attention")
   out = tmp_path / "out"
   for stem, size in sizes.items():
     mode, mask = opened(out / f"{stem}_mask.png")
@@ -73,7 +74,7 @@ def test_subfolders_are_groups_with_an_attention_plot(run_dir, tmp_path):
       Image.fromarray(noise(48 + 16 * k, 64, seed=10 * n + k)).save(
           tmp_path / "groups" / name / f"{name}{k}.png")
   run_segment(run_dir, [tmp_path / "groups"], tmp_path / "out", "--reduce", "min",
-              "--leave-one-out", "--save-attention")
+              "--leave_one_out", "--save_attention")
   for name in ("cats", "dogs"):
     assert opened(tmp_path / "out" / name / f"{name}1_mask.png")[1].shape == (64, 64)
     assert (tmp_path / "out" / name / "contact_sheet.png").is_file()
@@ -87,7 +88,7 @@ def test_several_folders_are_groups_with_soft_maps(run_dir, tmp_path):
     folder.mkdir(parents=True)
     for k in range(2 + n):
       Image.fromarray(noise(40, 56, seed=10 * n + k)).save(folder / f"img{k}.jpg")
-  run_segment(run_dir, folders, tmp_path / "out", "--save-probs")
+  run_segment(run_dir, folders, tmp_path / "out", "--save_probs")
   for n, name in enumerate(("cows", "cars")):
     written = {p.name for p in (tmp_path / "out" / name).iterdir()}
     assert written == {"contact_sheet.png"} | {f"img{k}_{kind}.png" for k in range(2 + n)
@@ -96,7 +97,7 @@ def test_several_folders_are_groups_with_soft_maps(run_dir, tmp_path):
     _, mask = opened(tmp_path / "out" / name / "img1_mask.png")
     assert mode == "L" and soft.shape == (40, 56)
     np.testing.assert_array_equal(mask == 255, soft > 127.5)  # the mask thresholds the soft map
-  run_segment(run_dir, folders, tmp_path / "gated", "--save-probs", "--partner-gate")
+  run_segment(run_dir, folders, tmp_path / "gated", "--save_probs", "--partner_gate")
   for n, name in enumerate(("cows", "cars")):
     soft = np.stack([opened(tmp_path / f / name / f"img{k}_prob.png")[1].astype(int)
                      for f in ("out", "gated") for k in range(2 + n)]).reshape(2, 2 + n, 40, 56)
@@ -156,11 +157,11 @@ def test_errors_name_the_path(run_dir, tmp_path):
   (good / "bad.png").write_bytes(b"not an image at all")
   with pytest.raises(SystemExit, match=f"{good}/bad.png: cannot read as an image"):
     run_segment(run_dir, [good], tmp_path / "out")
-  with pytest.raises(SystemExit, match="--threshold 1.5: expected 'adaptive' or a number"):
-    run_segment(run_dir, [good], tmp_path / "out", "--threshold", "1.5")
-  with pytest.raises(SystemExit, match="--image-size 40: expected a positive multiple of 32"):
-    segment.main(["--checkpoint", str(run_dir), "--images", str(good / "one.png"),
-                  "--out", str(tmp_path / "out"), "--image-size", "40"])
+  with pytest.raises(SystemExit, match="--threshold='1.5': expected 'adaptive' or a number"):
+    run_segment(run_dir, [good], tmp_path / "out", "--threshold=1.5")
+  with pytest.raises(SystemExit, match="--image_size=40: expected a positive multiple of 32"):
+    segment.main([f"--checkpoint={run_dir}", f"--images={good / 'one.png'}",
+                  f"--out={tmp_path / 'out'}", "--image_size=40"])
   (tmp_path / "x").mkdir()
   Image.fromarray(noise(32, 32)).save(tmp_path / "x" / "one.jpg")
   with pytest.raises(SystemExit, match="same name stem.*one"):
@@ -181,3 +182,22 @@ def test_pictures_are_pure_and_sized():
   assert pictures.thumbnail(noise(300, 150), 100).shape == (100, 50, 3)
   with pytest.raises(ValueError, match="image's size"):
     pictures.heatmap(image, np.zeros((5, 5)))
+
+
+@pytest.mark.slow
+def test_rerun_into_the_images_folder_reads_no_outputs(run_dir, tmp_path):
+  """Outputs written beside the images are never read as images: a rerun gives the same
+  masks; an --out inside the --images folder is refused, naming both."""
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  for n in range(3):
+    Image.fromarray(noise(48, 64, seed=n)).save(photos / f"im{n}.png")
+  run_segment(run_dir, [photos], photos, "--save_probs")
+  first = {p.name: opened(p)[1] for p in photos.glob("*_mask.png")}
+  assert sorted(first) == ["im0_mask.png", "im1_mask.png", "im2_mask.png"]
+  run_segment(run_dir, [photos], photos, "--save_probs")
+  assert not list(photos.glob("*_mask_*")) and not list(photos.glob("*_prob_*"))
+  for name, mask in first.items():
+    np.testing.assert_array_equal(opened(photos / name)[1], mask)
+  with pytest.raises(SystemExit, match=f"--out {photos}/out is inside the --images folder"):
+    run_segment(run_dir, [photos], photos / "out")

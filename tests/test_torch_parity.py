@@ -1,4 +1,4 @@
-"""CoSegNet against its PyTorch twin (``coseg_jax.torch_twin``): same weights, same outputs."""
+"""CoSegNet against its PyTorch twin (``coseg_jax.interop.torch_twin``): same weights, same outputs."""
 
 import pathlib
 import subprocess
@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch", reason="optional extra: pip install 'coseg_
 
 # pylint: disable=g-import-not-at-top
 from coseg_jax import CoSegNet, load_torchvision_vgg16, preprocess, segment_group
-from coseg_jax import torch_twin as tt
+from coseg_jax.interop import torch_twin as tt
 from coseg_jax.models.vgg import VGG16Encoder
 from coseg_jax.weights import WeightFileError, strip_prefix, variable_shapes
 from parity_utils import SIZE, TOL, WIDTHS, grad_errors, images, rel_err, train_step
@@ -60,8 +60,8 @@ def test_pair_logits_match(nets):
 def test_group_probs_match(nets, reduce, leave_one_out):
   model, variables, twin = nets
   group = images(3, seed=3)
-  _, probs = segment_group(model, variables, group, reduce=reduce, chunk_size=2,
-                           leave_one_out=leave_one_out, return_probs=True)
+  probs = segment_group(model, variables, group, reduce=reduce, chunk_size=2,
+                        leave_one_out=leave_one_out)
   expected = tt.segment_group(twin, tt.to_nchw(group), reduce, leave_one_out).numpy()
   assert rel_err(probs, expected) < TOL
 
@@ -149,6 +149,6 @@ def test_real_vgg16_pool5_matches(data_dir, vgg16_path):
 
 @pytest.mark.slow
 def test_import_coseg_jax_does_not_import_torch():
-  code = ("import sys, coseg_jax, coseg_jax.weights, coseg_jax.port_weights; "
+  code = ("import sys, coseg_jax, coseg_jax.weights, coseg_jax.apps.port_weights; "
           "assert 'torch' not in sys.modules, 'torch was imported'")
   subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).parents[1])

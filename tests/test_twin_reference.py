@@ -50,6 +50,5 @@ def test_outputs_match_the_stored_twin_outputs(reference, attention):
     expected = arrays[f"{attention}/{name}"]
     assert np.abs(expected).max() > 0.1  # not a degenerate output
     assert rel_err(got, expected) < TOL, name
-  _, probs = segment_group(model, variables, arrays["group"], reduce="mean", chunk_size=2,
-                           return_probs=True)
+  probs = segment_group(model, variables, arrays["group"], reduce="mean", chunk_size=2)
   assert rel_err(probs, arrays[f"{attention}/group_probs"]) < TOL

@@ -1,4 +1,5 @@
-"""Augmented views, composites and their pairs (coseg_jax.data.views), cached features."""
+"""Augmented views, composites and their pairs (coseg_jax.proj.real_photos.views), cached
+features."""
 
 import os
 import sys
@@ -9,7 +10,8 @@ import pytest
 from PIL import Image
 
 from coseg_jax import feature_cache, train_lib
-from coseg_jax.data import folders, views
+from coseg_jax.data import folders
+from coseg_jax.proj.real_photos import views
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_driver import tiny_config  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from coseg_jax import CoSegNet, init_variables, load_torchvision_vgg16, port_weights
+from coseg_jax import CoSegNet, init_variables, load_torchvision_vgg16
+from coseg_jax.apps import port_weights
 from coseg_jax.weights import WeightFileError, expected_vgg16_shapes, vgg16_params_from_state_dict
 
 

@@ -70,7 +70,7 @@ def default_config():
   config.group_size = 8  # synthetic groups: images per group
   config.num_groups = 16  # synthetic groups: groups per split
   config.common_fraction = 1.0  # synthetic groups: fraction of images with the common category
-  # folder, training with a frozen cached encoder only (coseg_jax.data.views):
+  # folder, training with a frozen cached encoder only (coseg_jax.proj.real_photos.views):
   config.views = False  # train on cached features of augmented views and composites
   config.view_crops = 2  # scaled crops per image (besides the whole image and its mirror)
   config.view_composites = 2  # per image: another group's object pasted in (a distractor)

@@ -19,14 +19,11 @@ the same array on every call and machine, and any image size works (geometry is
 drawn in units of the image side).
 """
 
-import argparse
 import dataclasses
-import time
 
 import numpy as np
 from PIL import Image
 
-from coseg_jax import cli
 
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 CATEGORIES = (  # (shape, RGB colour, texture); category k is CATEGORIES[k].
@@ -321,43 +318,3 @@ def contact_sheet(pairs, num_pairs):
              sample["image_b"], np.repeat(sample["mask_b"][..., None] * 255, 3, -1)]
     rows.append(np.concatenate(cells, axis=1))
   return np.concatenate(rows, axis=0)
-
-
-def main(argv=None):
-  parser = argparse.ArgumentParser(description="Measure the synthetic co-segmentation set: "
-                                   "objectness-oracle Jaccard and render speed.")
-  parser.add_argument("--pairs", type=int, default=1000, help="pairs to measure")
-  parser.add_argument("--image_size", type=int, default=128)
-  parser.add_argument("--num_categories", type=int, default=6)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--split", default="test", choices=tuple(SPLIT_STREAMS))
-  parser.add_argument("--groups", type=int, default=0, help="also score the oracle on groups")
-  parser.add_argument("--group_size", type=int, default=8)
-  parser.add_argument("--preview", default="", help="write a contact sheet PNG of 6 pairs here")
-  parser.add_argument("--debug", action="store_true", help=cli.DEBUG_HELP)
-  args = parser.parse_args(argv)
-  cli.run(lambda: _main(args), args.debug)
-
-
-def _main(args):
-  pairs = SyntheticPairs(args.pairs, args.image_size, args.num_categories, args.seed, args.split)
-  start = time.perf_counter()
-  jaccard = objectness_oracle_jaccard(pairs)
-  seconds = time.perf_counter() - start
-  where = f"({args.image_size} px, K={args.num_categories}, seed {args.seed})"
-  print(f"objectness-oracle Jaccard over {args.pairs} {args.split} pairs {where}: "
-        f"{jaccard:.4f} mean per image, {objectness_oracle_jaccard(pairs, pooled=True):.4f} pooled")
-  print(f"render speed: {args.pairs / seconds:.1f} pairs/s (one thread)")
-  if args.groups:
-    group_jaccard = group_objectness_oracle_jaccard(
-        args.groups, seed=args.seed, split=args.split, image_size=args.image_size,
-        num_categories=args.num_categories, group_size=args.group_size)
-    print(f"objectness-oracle Jaccard over {args.groups} {args.split} groups of "
-          f"{args.group_size} {where}: {group_jaccard:.4f} per image, then per group")
-  if args.preview:
-    Image.fromarray(contact_sheet(pairs, min(6, args.pairs))).save(args.preview)
-    print(f"wrote {args.preview}")
-
-
-if __name__ == "__main__":
-  main()

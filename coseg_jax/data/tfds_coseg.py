@@ -33,7 +33,6 @@ then train or evaluate with ``--config.data.dataset=tfds
 --config.data.tfds_name=voc2012_coseg/512 --config.data.tfds_data_dir=~/tensorflow_datasets``.
 """
 
-import argparse
 import dataclasses
 import pathlib
 
@@ -207,7 +206,7 @@ def load(name, data_dir=""):
   except (FileNotFoundError, ValueError, tfds.core.registered.DatasetNotFoundError) as e:
     raise images.MissingDataError(
         f"config.data.tfds_name={name!r}: no such built TFDS dataset in {location} ({e}); "
-        "build it with python -m coseg_jax.data.tfds_coseg (see docs/data.md)") from e
+        "build it with python -m coseg_jax.apps.tfds_build (see docs/data.md)") from e
   metadata = dict(builder.info.metadata)
   return Stored(name, metadata, builder)
 
@@ -310,27 +309,3 @@ def iterate_groups(config):
            if stored.metadata["has_masks"] else None,
            "inputs": np.stack([pipeline.resize_image(image, config.image_size)
                                 for image in stored_images])}
-
-
-def main(argv=None):
-  parser = argparse.ArgumentParser(description="Build a co-segmentation dataset as TFDS "
-                                   "array_record files (no TensorFlow needed).")
-  parser.add_argument("--dataset", required=True, choices=["voc2012_coseg", "coseg_folder"])
-  parser.add_argument("--manual_dir", required=True, help="VOCdevkit, or the benchmark folder")
-  parser.add_argument("--data_dir", default="", help="TFDS data dir; default ~/tensorflow_datasets")
-  parser.add_argument("--size", type=int, default=512, help="stored image size S")
-  parser.add_argument("--name", default="", help="coseg_folder: the config name, e.g. icoseg")
-  parser.add_argument("--layout", default="auto", choices=folders.LAYOUTS)
-  parser.add_argument("--on_mismatch", default="error", choices=folders.MISMATCH_POLICIES)
-  args = parser.parse_args(argv)
-  try:
-    name = build(args.dataset, args.manual_dir, args.data_dir or None, size=args.size,
-                 name=args.name, layout=args.layout, on_mismatch=args.on_mismatch)
-  except (ValueError, FileNotFoundError) as e:
-    parser.exit(2, f"error: {e}\n")
-  print(f"built {name}: --config.data.dataset=tfds --config.data.tfds_name={name}"
-        + (f" --config.data.tfds_data_dir={args.data_dir}" if args.data_dir else ""))
-
-
-if __name__ == "__main__":
-  main()

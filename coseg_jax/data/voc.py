@@ -23,7 +23,6 @@ from text files, one ``<id_a> <id_b>`` per line, so that a run can be repeated o
 compared with another framework on exactly the same pairs.
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -33,7 +32,6 @@ import numpy as np
 from PIL import Image
 import tqdm
 
-from coseg_jax import cli
 from coseg_jax.constants import IGNORE as VOID
 from coseg_jax.data import images
 
@@ -265,27 +263,3 @@ def export_pairs(root, out_dir, *, split_seed=0, cache_file=None):
     write_pairs(pathlib.Path(out_dir) / f"{split}.txt", dataset.ids, dataset.pairs)
     counts[split] = len(dataset)
   return counts
-
-
-def main(argv=None):
-  parser = argparse.ArgumentParser(description="Write the VOC 2012 co-segmentation pair lists "
-                                   "(train, val, test) of a local VOCdevkit and print their sizes.")
-  parser.add_argument("--root", required=True, help="VOCdevkit or VOC2012 folder")
-  parser.add_argument("--out_dir", required=True, help="where to write {train,val,test}.txt")
-  parser.add_argument("--split_seed", type=int, default=0, help="seed of the val/test split")
-  parser.add_argument("--index_file", default="", help="JSON cache of per-image class sets")
-  parser.add_argument("--debug", action="store_true", help=cli.DEBUG_HELP)
-  args = parser.parse_args(argv)
-  cli.run(lambda: _main(args), args.debug)
-
-
-def _main(args):
-  counts = export_pairs(args.root, args.out_dir, split_seed=args.split_seed,
-                        cache_file=args.index_file or None)
-  paper = {"train": "over 160k", "val": "46,973", "test": "37,700"}
-  for split, count in counts.items():
-    print(f"{split:5s} {count:7d} pairs (paper: {paper[split]}) -> {args.out_dir}/{split}.txt")
-
-
-if __name__ == "__main__":
-  main()

@@ -2,7 +2,7 @@
 
 import jax.numpy as jnp
 
-from coseg_jax.models.coseg import CoSegNet
+from coseg_jax.models.coseg import CoSegNet, check_size, is_size
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -24,4 +24,4 @@ def build(model_config):
   )
 
 
-__all__ = ["CoSegNet", "build"]
+__all__ = ["CoSegNet", "build", "check_size", "is_size"]

@@ -10,6 +10,7 @@ from typing import Sequence, Union
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from coseg_jax.constants import STRIDE
 from coseg_jax.models.attention import ATTENTIONS, spatial_attention
@@ -21,11 +22,24 @@ from coseg_jax.preprocessing import model_input
 DECODERS = ("paper", "reference")
 
 
+def is_size(size):
+  """True for an image side the encoder takes: a positive multiple of its stride (32)."""
+  return (isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size > 0
+          and size % STRIDE == 0)
+
+
+def check_size(size, name="image_size"):
+  """Raises a ValueError naming ``name`` unless ``size`` is a positive multiple of 32."""
+  if not is_size(size):
+    raise ValueError(f"{name}={size!r}: expected a positive multiple of {STRIDE} (the "
+                     "encoder's stride)")
+
+
 def check_images(x, name="images"):
   """Raises a ValueError naming the problem unless x is [B, H, W, 3] with H, W multiples of 32."""
   if x.ndim != 4 or x.shape[-1] != 3:
     raise ValueError(f"{name} must be [B, H, W, 3] (NHWC, RGB), got shape {tuple(x.shape)}")
-  if x.shape[1] % STRIDE or x.shape[2] % STRIDE or x.shape[1] == 0 or x.shape[2] == 0:
+  if not (is_size(x.shape[1]) and is_size(x.shape[2])):
     raise ValueError(f"{name}: height and width must be positive multiples of {STRIDE} "
                      f"(the encoder's stride), got {x.shape[1]}x{x.shape[2]}")
 

@@ -18,16 +18,14 @@ the images of a dataset (``SodScores``).
 
 The co-segmentation protocol of SSNM and UFO binarises each map at an adaptive
 threshold instead of 0.5: the map's mean plus its standard deviation, capped
-(``adaptive_threshold``; UFO's ``tools.generate_binary_map(pred, 'mean+std')``), then
-scores per-image Jaccard and precision (``coseg_jax.evaluate``, ``threshold="adaptive"``).
+(``coseg_jax.maps.adaptive_threshold``), then scores per-image Jaccard and precision
+(``coseg_jax.evaluators``, ``threshold="adaptive"``).
 
-  python -m coseg_jax.sod_metrics --pred pred/UFO/iCoseg --gt /data/iCoseg
+  python -m coseg_jax.apps.scores --pred=pred/UFO/iCoseg --gt=/data/iCoseg
 
 scores a folder of maps of any method against a folder dataset's masks.
 """
 
-import argparse
-import json
 import pathlib
 
 import numpy as np
@@ -37,32 +35,8 @@ from coseg_jax import pictures
 from coseg_jax.data import folders
 from coseg_jax.data import images
 
-ADAPTIVE_CAP = 0.8  # the cap of the mean + std threshold (SSNM; UFO's tools.py takes it as th)
 PNG_MAX = 255
 F_BETA_SQUARED = 0.3  # beta^2 of the F-measure, as in every co-saliency paper
-
-
-def adaptive_threshold(probs, cap=ADAPTIVE_CAP):
-  """min(mean + std, cap) of a probability map (population std, as ``np.std``)."""
-  probs = np.asarray(probs, np.float64)
-  return min(float(probs.mean() + probs.std()), cap)
-
-
-def is_threshold(value):
-  """True for "adaptive" or a number in (0, 1), given as text or as a number."""
-  if value == "adaptive":
-    return True
-  try:
-    return 0 < float(value) < 1
-  except (TypeError, ValueError):
-    return False
-
-
-def binarize(probs, threshold):
-  """Foreground where ``probs`` exceeds ``threshold`` (a number, or "adaptive")."""
-  if threshold == "adaptive":
-    threshold = adaptive_threshold(probs)
-  return np.asarray(probs) > float(threshold)
 
 
 def map_path(root, method, dataset, group, file_name):
@@ -173,21 +147,3 @@ def score_folder(pred_dir, gt_root, layout="auto"):
                          f"its mask {mask_path} is {mask.shape}; maps must be at the image's size")
       scores.add(saved, mask)
   return scores.results()
-
-
-def main(argv=None):
-  parser = argparse.ArgumentParser(description="S-measure, E-measure, F-measure and MAE of a "
-                                   "folder of 8-bit maps <pred>/<group>/<stem>.png.")
-  parser.add_argument("--pred", required=True, help="pred/<method>/<dataset> folder")
-  parser.add_argument("--gt", required=True, help="the dataset folder (coseg_jax.data.folders)")
-  parser.add_argument("--layout", default="auto", choices=folders.LAYOUTS)
-  args = parser.parse_args(argv)
-  try:
-    results = score_folder(args.pred, args.gt, args.layout)
-  except (ValueError, FileNotFoundError, ImportError) as e:
-    parser.exit(2, f"error: {e}\n")
-  print(json.dumps(results, indent=2))
-
-
-if __name__ == "__main__":
-  main()

@@ -1,8 +1,8 @@
 """The distractor test: does a model segment what two images share, or what it recognises?
 
 Every image of the evaluated groups, at the model's input size S x S, gets the object of
-an image of ANOTHER group pasted over it (``views.paste``, as the training composites
-are made) and is co-segmented twice:
+an image of ANOTHER group pasted over it (``data.paste``, as the real-photo recipe's
+training composites are made) and is co-segmented twice:
 
 * with another image of its own group: the target is its own object, the pasted one is
   a distractor;
@@ -20,17 +20,20 @@ target, averaged within the class of the composite's own object, then over class
 """
 
 import dataclasses
+import time
 
 import numpy as np
 import tqdm
 
-from coseg_jax import group, metrics, sod_metrics
+from coseg_jax import group, maps, metrics
 from coseg_jax.constants import THRESHOLD
-from coseg_jax.data import pipeline, views
+from coseg_jax.data import paste, pipeline
+from coseg_jax.evaluators import groups as group_protocol
+from coseg_jax.proj.real_photos.partner_gate import GATE
 
 TARGETS = ("own", "pasted")  # the target object of each of a composite's two pairs
 TRIES = 5  # donors tried per image before it is left out (the paste found no place)
-SEED = 0  # the composites of ``evaluate.py``: the same for every model
+SEED = 0  # the composites of every evaluation: the same for every model
 
 
 @dataclasses.dataclass
@@ -38,7 +41,7 @@ class Composites:
   """Composites of a dataset's groups and the images they are paired with.
 
   images: uint8 [M + T, S, S, 3], the M plain images of the groups then the T composites;
-  labels: uint8 [T, S, S] (0 background, ``views.OWN``, ``views.PASTED``); classes: the
+  labels: uint8 [T, S, S] (0 background, ``paste.OWN``, ``paste.PASTED``); classes: the
   class name of each composite's own object [T]; partners: int [T, 2], the plain image
   (index into ``images``) paired with each composite for the own / the pasted target.
   """
@@ -56,7 +59,7 @@ class Composites:
 
   def targets(self, target):
     """uint8 [T, S, S]: 1 on the ``target`` object."""
-    value = views.OWN if target == "own" else views.PASTED
+    value = paste.OWN if target == "own" else paste.PASTED
     return (self.labels == value).astype(np.uint8)
 
 
@@ -109,28 +112,44 @@ def _composite(groups, items, donors, k, size, rng):
   for _ in range(TRIES):
     donor = donors[rng.integers(len(donors))]
     h, j = items[donor]
-    pasted = views.paste(groups[g]["inputs"][i], base_mask, groups[h]["images"][j],
+    pasted = paste.paste(groups[g]["inputs"][i], base_mask, groups[h]["images"][j],
                          groups[h]["masks"][j], rng)
-    if pasted is not None and (pasted[1] == views.OWN).any():
+    if pasted is not None and (pasted[1] == paste.OWN).any():
       return (*pasted, donor)
   return None
 
 
-def model_segmenter(model, variables, chunk_size=8, partner_gate=False):
+def segmenter(mode, model, variables, chunk_size=8):
   """fn(images [M, S, S, 3], pairs [P, 2]) -> P(foreground) [P, S, S] of each pair's first
-  image co-segmented with its second (``group.decode_pairs``, with the partner gate if
-  asked)."""
+  image: co-segmented with its second (``group.decode_pairs``, gated if ``mode.gate``), or
+  by a baseline that sees the first image alone."""
+  if not mode.is_model:
+    single = group_protocol.segmenter(mode, model, variables, chunk_size)
+    return lambda images, pairs: single(images[pairs[:, 0]])
+  gate = GATE if mode.gate else None
+
   def segment(images, pairs):
-    chunks = group.decode_pairs(model, variables, images, pairs, chunk_size, partner_gate)
+    chunks = group.decode_pairs(model, variables, images, pairs, chunk_size, gate)
     total = -(-len(pairs) // chunk_size)
     return np.concatenate([probs for _, probs in tqdm.tqdm(
         chunks, desc="distractor pairs", total=total, leave=False, dynamic_ncols=True)])
   return segment
 
 
-def image_segmenter(segment):
-  """A ``model_segmenter``-like fn from one that sees a single image (the baselines)."""
-  return lambda images, pairs: segment(images[pairs[:, 0]])
+def run(data_config, split, segmenters, on_result=None, threshold=THRESHOLD):
+  """{mode name: ``evaluate`` result + "seconds"} for {mode name: ``segmenter``}; the
+  composites are made once (seed ``SEED``), so every mode and model sees the same ones."""
+  groups = list(tqdm.tqdm(pipeline.iterate_groups(data_config, split=split), desc="groups",
+                          unit="group", leave=False, dynamic_ncols=True))
+  composites = render(groups, data_config.image_size)
+  results = {}
+  for name, segment in segmenters.items():
+    start = time.perf_counter()
+    results[name] = {**evaluate(composites, segment, threshold),
+                     "seconds": time.perf_counter() - start}
+    if on_result:
+      on_result(name, results[name])
+  return results
 
 
 def evaluate(composites, segment, threshold=THRESHOLD):
@@ -147,7 +166,7 @@ def evaluate(composites, segment, threshold=THRESHOLD):
   """
   pairs = np.concatenate([composites.pairs(t) for t in TARGETS])
   probs = np.split(segment(composites.images, pairs), len(TARGETS))  # one encoding pass
-  predicted = {t: np.stack([sod_metrics.binarize(p, threshold) for p in target_probs])
+  predicted = {t: maps.binarize(target_probs, threshold)
                for t, target_probs in zip(TARGETS, probs)}
   counts = {(t, u): metrics.counts(predicted[t], composites.targets(u))
             for t in TARGETS for u in TARGETS}  # (pair's target, object scored)

@@ -4,13 +4,17 @@ import jax
 import numpy as np
 import pytest
 
-from coseg_jax import CoSegNet, distractors, evaluate, init_variables
-from coseg_jax.data import views
-from test_evaluate import save_random_run
+from coseg_jax import CoSegNet, init_variables
+from coseg_jax.data import paste
+from coseg_jax.evaluators import distractor as distractors, evaluate, modes, report as report_lib
+from test_evaluators import save_random_run
 from test_group import pair_probs, sharpened
 from tiny import SIZE, SMALL, tiny_config
 
 COLOURS = ((250, 10, 10), (10, 250, 10), (10, 10, 250))  # one object colour per group
+
+
+DISTRACTOR_MODES = [m for m in modes.MODES if m.startswith("distractor")]
 
 
 def toy_groups(sizes=(3, 3, 3), empty=()):
@@ -29,7 +33,7 @@ def toy_groups(sizes=(3, 3, 3), empty=()):
         image[mask] = COLOURS[g]
       images.append(image)
       masks.append(mask)
-    inputs = np.stack([np.asarray(views._pil_resize(im, (SIZE, SIZE))) for im in images])
+    inputs = np.stack([np.asarray(paste._pil_resize(im, (SIZE, SIZE))) for im in images])
     groups.append({"name": f"class{g}", "images": images, "masks": masks, "inputs": inputs})
   return groups
 
@@ -44,8 +48,8 @@ def test_composites_paste_another_class_and_pair_by_target():
   for t in range(len(c.labels)):
     own_group = int(c.classes[t][-1])
     image = c.images[9 + t]
-    assert (c.labels[t] == views.OWN).any() and (c.labels[t] == views.PASTED).any()
-    pasted_colour = image[c.labels[t] == views.PASTED].mean(0)
+    assert (c.labels[t] == paste.OWN).any() and (c.labels[t] == paste.PASTED).any()
+    pasted_colour = image[c.labels[t] == paste.PASTED].mean(0)
     donor_group = int(np.argmin([np.abs(pasted_colour - col).sum() for col in COLOURS]))
     assert donor_group != own_group
     own_partner, pasted_partner = c.partners[t]
@@ -80,7 +84,7 @@ def test_a_partner_blind_segmenter_scores_at_most_half():
   blind = distractors.evaluate(c, lambda images, pairs: both[pairs[:, 0] - first])
   assert blind["average"]["jaccard"] == pytest.approx(0.5)  # |A| / |A u B| + |B| / |A u B|
   assert blind["partner_effect"]["average"] == pytest.approx(0.0, abs=1e-12)
-  own_only = distractors.evaluate(c, lambda images, pairs: (c.labels == views.OWN)[
+  own_only = distractors.evaluate(c, lambda images, pairs: (c.labels == paste.OWN)[
       pairs[:, 0] - first].astype(np.float32))
   assert own_only["own"]["average"]["jaccard"] == 1.0
   assert own_only["pasted"]["average"]["jaccard"] == 0.0
@@ -100,7 +104,7 @@ def test_model_segmenter_is_the_pair_forward():
   variables = sharpened(init_variables(model, jax.random.key(2), SIZE))
   c = distractors.render(toy_groups(), SIZE)
   pairs = np.concatenate([c.pairs(t) for t in distractors.TARGETS])[::5]
-  probs = distractors.model_segmenter(model, variables, chunk_size=2)(c.images, pairs)
+  probs = distractors.segmenter(modes.MODES["distractor"], model, variables, chunk_size=2)(c.images, pairs)
   expected = np.stack([pair_probs(model, variables, c.images[p])[0] for p in pairs])
   np.testing.assert_allclose(probs, expected, atol=2e-5)
 
@@ -108,16 +112,16 @@ def test_model_segmenter_is_the_pair_forward():
 def test_eval_distractor_modes_on_synthetic_groups(tmp_path):
   config = tiny_config()
   save_random_run(tmp_path / "run", config)
-  report = evaluate.run(workdir=tmp_path / "run", modes=list(evaluate.DISTRACTOR_MODES),
+  report = evaluate.run(workdir=tmp_path / "run", modes=DISTRACTOR_MODES,
                         chunk_size=4)
   results = report["results"]
-  assert list(results) == list(evaluate.DISTRACTOR_MODES)
+  assert list(results) == DISTRACTOR_MODES
   for result in results.values():
     assert result["images"] == 6 and set(result["own"]["classes"]) == {
         "synthetic_test_00000", "synthetic_test_00001"}
   fg = results["distractor_all_foreground"]
   assert fg["own"]["average"]["jaccard"] < 0.5 and fg["average"]["jaccard"] < 0.5
-  text = evaluate.format_report(report)
+  text = report_lib.format_report(report)
   assert "Distractor test" in text and "center_box mean" in text and "model effect" in text
   assert results["distractor_center_box"]["partner_effect"]["average"] == 0.0
   single = tiny_config(num_groups=1)

@@ -1,7 +1,7 @@
 """Ports torch weights to a torch-free ``.npz``.
 
-  python -m coseg_jax.port_weights vgg16-397923af.pth vgg16_features.npz
-  python -m coseg_jax.port_weights --format reference epoch1iter5000.pkl reference_ca.npz
+  python -m coseg_jax.apps.port_weights vgg16-397923af.pth vgg16_features.npz
+  python -m coseg_jax.apps.port_weights --format=reference epoch1iter5000.pkl reference_ca.npz
 
 ``torchvision`` (default): the 13 encoder convolutions of a VGG16 state_dict under
 torchvision's keys (OIHW float32); loads with ``coseg_jax.load_torchvision_vgg16`` /
@@ -11,12 +11,13 @@ the authors' released code under its keys (``pretrained_model.*`` dropped); load
 into ``CoSegNet(attention="ca_mlp", decoder_type="reference")`` (docs/reference.md).
 """
 
-import argparse
 import os
 
+from absl import flags
 import numpy as np
 
-from coseg_jax import cli, weights
+from coseg_jax import weights
+from coseg_jax.apps import cli
 from coseg_jax.models.vgg import conv_indices
 
 
@@ -41,18 +42,20 @@ def port_reference(src, dst):
 PORTS = {"torchvision": port_torchvision, "reference": port_reference}
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--format", choices=sorted(PORTS), default="torchvision",
-                      help="torchvision VGG16 (the encoder) or a reference checkpoint (all)")
-  parser.add_argument("src", help="torch state_dict file (.pth / .pkl)")
-  parser.add_argument("dst", help="output .npz")
-  parser.add_argument("--debug", action="store_true", help=cli.DEBUG_HELP)
-  args = parser.parse_args(argv)
-  if not args.dst.endswith(".npz"):
-    parser.error(f"output must end in .npz, got {args.dst}")
-  cli.run(lambda: port(args.format, args.src, args.dst), args.debug)
+def define(fv):
+  """The command's flags."""
+  flags.DEFINE_enum("format", "torchvision", sorted(PORTS), "torchvision VGG16 (the encoder) or a "
+                    "reference checkpoint (all variables).", flag_values=fv)
+
+
+def port_files(fv, args):
+  if len(args) != 2:
+    raise flags.Error("usage: python -m coseg_jax.apps.port_weights [--format=...] SRC DST "
+                      "(a torch .pth/.pkl file, an output .npz)")
+  src, dst = args
+  if not dst.endswith(".npz"):
+    raise flags.Error(f"output must end in .npz, got {dst}")
+  port(fv.format, src, dst)
 
 
 def port(kind, src, dst):
@@ -64,6 +67,10 @@ def port(kind, src, dst):
     raise PermissionError(f"cannot write {dst}: {folder} is not a writable folder")
   keys = PORTS[kind](src, dst)
   print(f"wrote {len(keys)} tensors to {dst}")
+
+
+def main(argv=None):
+  return cli.main(define, port_files, argv, __doc__)
 
 
 if __name__ == "__main__":

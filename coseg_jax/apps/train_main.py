@@ -15,45 +15,40 @@ coordinator address, process count and id from the environment or the cluster).
 
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from coseg_jax import cli, logging_utils
-
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
-                                lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and pictures.")
-flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() before training.")
-flags.DEFINE_bool("allow_config_changes", False, "Resume although safe keys of the config "
-                  "(train.num_steps, log/eval/checkpoint intervals, ...) differ from the run's.")
-flags.DEFINE_bool("debug", False, cli.DEBUG_HELP)
-flags.mark_flags_as_required(["config", "workdir"])
+from coseg_jax.apps import cli
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging_utils.default_to_warnings()
-  cli.run(train, FLAGS.debug)
+def define(fv):
+  """The command's flags."""
+  config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
+                                  lock_config=True, flag_values=fv)
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and pictures.", flag_values=fv)
+  flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() before training.", flag_values=fv)
+  flags.DEFINE_bool("allow_config_changes", False, "Resume although safe keys of the config "
+                    "(train.num_steps, log/eval/checkpoint intervals, ...) differ from the run's.", flag_values=fv)
+  flags.mark_flags_as_required(["config", "workdir"], flag_values=fv)
 
 
-def train():
+def train(fv, args):
+  cli.no_arguments(args)
   import jax  # pylint: disable=g-import-not-at-top
   from coseg_jax import train_lib  # pylint: disable=g-import-not-at-top
-  config = FLAGS.config  # loads the config file: a bad file or key fails here
-  if FLAGS.multihost:
+  config = fv.config  # loads the config file: a bad file or key fails here
+  if fv.multihost:
     jax.distributed.initialize()
   try:
-    train_lib.train_and_evaluate(config, FLAGS.workdir, FLAGS.allow_config_changes)
+    train_lib.train_and_evaluate(config, fv.workdir, fv.allow_config_changes)
   except train_lib.Interrupted as e:
     print(e, file=sys.stderr)
     sys.exit(e.exit_code)
 
 
-def run():
-  """The ``coseg-train`` console script."""
-  app.run(main, flags_parser=cli.parse_absl_flags)
+def run(argv=None):
+  """The ``coseg-train`` console script and ``python train.py``."""
+  return cli.main(define, train, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -24,17 +24,14 @@ attention has to find.
 import dataclasses
 
 import numpy as np
-from PIL import Image
 
 from coseg_jax.data import pipeline
+from coseg_jax.data.paste import OWN, PASTED, _box, _pil_resize, paste
 
 NONE = -1  # no pasted object
-OWN, PASTED = 1, 2  # label values
 ASPECTS = (3 / 4, 4 / 3)
 MIN_KEPT = 1 / 3  # a crop keeps at least this fraction of the object
-PASTE_SIDES = (0.3, 0.6)  # the pasted object's longer side, as a fraction of S
 SHARED_SIDES = (0.35, 0.7)  # the same for a shared paste (render_copastes)
-MIN_VISIBLE = 0.5  # a composite leaves this fraction of the own object visible
 TRIES = 20
 
 
@@ -78,12 +75,6 @@ class Views:
   pasted: np.ndarray
 
 
-def _box(mask):
-  """(top, bottom, left, right) of a non-empty bool mask, bottom/right exclusive."""
-  rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-  return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-
-
 def _resized(image, mask, size):
   """uint8 image -> [S, S, 3] (bilinear), bool mask -> [S, S] (nearest)."""
   return pipeline.resize_image(image, size), pipeline.resize_mask(mask, size)
@@ -109,35 +100,6 @@ def _mirror(image, mask, rng):
   if rng.uniform() < 0.5:
     return image[:, ::-1], mask[:, ::-1]
   return image, mask
-
-
-def paste(base_image, base_mask, donor_image, donor_mask, rng, sides=PASTE_SIDES):
-  """Pastes the donor's object over an S x S base -> (image, labels) or None."""
-  size = base_image.shape[0]
-  top, bottom, left, right = _box(donor_mask)
-  patch, patch_mask = donor_image[top:bottom, left:right], donor_mask[top:bottom, left:right]
-  scale = rng.uniform(*sides) * size / max(patch_mask.shape)
-  h, w = (max(1, int(round(s * scale))) for s in patch_mask.shape)
-  patch = _pil_resize(patch, (h, w))
-  patch_mask = _pil_resize(patch_mask.astype(np.uint8), (h, w), nearest=True).astype(bool)
-  own = base_mask.sum()
-  for _ in range(TRIES):
-    y, x = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
-    covered = np.zeros_like(base_mask)
-    covered[y:y + h, x:x + w] = patch_mask
-    if own and (base_mask & ~covered).sum() < MIN_VISIBLE * own:
-      continue
-    image = base_image.copy()
-    image[covered] = patch[patch_mask]
-    labels = np.where(covered, PASTED, np.where(base_mask, OWN, 0)).astype(np.uint8)
-    return image, labels
-  return None
-
-
-def _pil_resize(array, hw, nearest=False):
-  """uint8 [h, w(, 3)] -> [H, W(, 3)] = ``hw``, bilinear or nearest."""
-  method = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
-  return np.asarray(Image.fromarray(np.ascontiguousarray(array)).resize(hw[::-1], method))
 
 
 def _base_views(image, mask, rng, config):

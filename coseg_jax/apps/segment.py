@@ -1,24 +1,27 @@
 r"""Co-segments whole folders of images with instant group co-segmentation (Algorithm 1).
 
-  python -m coseg_jax.segment --checkpoint runs/demo --images photos/ --out out/
-  python -m coseg_jax.segment --checkpoint runs/csa/best --images groups/ --out out/ \
-      --reduce min --save-attention
+  coseg-segment --checkpoint=runs/demo --images=photos/ --out=out/
+  coseg-segment --checkpoint=runs/csa/best --images=groups/ --out=out/ --reduce=min \
+      --save_attention
+  python -m coseg_jax.apps.segment ...   # the same
 
-``--images`` is a folder of images (one group), a folder of sub-folders of images (one
-group each, co-segmented separately), several folders of images (one group each, named
-after the folder), or a list of image files (one group). Every image
-is read with ``coseg_jax.data.images.read_image`` (grey, palette, RGBA, 16-bit and EXIF
-orientation handled), resized to S x S for the model, and its S x S foreground
-probability map resized back to the image's size (bilinear) and thresholded at 0.5.
+``--images`` (comma-separated) is a folder of images (one group), a folder of sub-folders
+of images (one group each, co-segmented separately), several folders of images (one group
+each, named after the folder), or a list of image files (one group). Files this command
+writes (``*_mask.png``, ``*_overlay.png``, ...) are never read as images, so running it
+again over the same folders gives the same masks. Every image is read with
+``coseg_jax.data.images.read_image`` (grey, palette, RGBA, 16-bit and EXIF orientation
+handled), resized to S x S for the model, and its S x S foreground probability map resized
+back to the image's size (bilinear) and binarised (``coseg_jax.maps``: 0.5, or adaptive).
 Written per group (in ``--out``, or ``--out/<group>/`` when there are several groups):
 
 * ``<stem>_mask.png``: the mask, 0/255, at the image's original size;
 * ``<stem>_overlay.png``: the mask tinted green over the image;
-* with ``--save-probs``, ``<stem>_prob.png``: the foreground probability as an 8-bit grey
+* with ``--save_probs``, ``<stem>_prob.png``: the foreground probability as an 8-bit grey
   image (round(255 p)) at the original size, the soft map co-saliency metrics read;
 * ``contact_sheet.png``: thumbnails of all the overlays in a grid, captioned with the
   file name and the foreground fraction;
-* with ``--save-attention``, ``<stem>_attention.png``: the spatial attention of §3.3 /
+* with ``--save_attention``, ``<stem>_attention.png``: the spatial attention of §3.3 /
   Fig. 7, sigmoid of the channel mean of the pool5 features, upsampled, stretched to
   its own min..max and coloured blue (low) to red (high) over the image (for CA / FCA
   models a picture of the features, which only CSA uses); and for several groups
@@ -26,21 +29,32 @@ Written per group (in ``--out``, or ``--out/<group>/`` when there are several gr
   first two principal components, coloured by group (Fig. 6).
 """
 
-import argparse
-import os
 import pathlib
 
+from absl import flags
 import numpy as np
 import tqdm
 
-from coseg_jax import cli, evaluate, group, pictures, plots, sod_metrics
+from coseg_jax import files as files_lib, group, maps, pictures, plots, runs
+from coseg_jax.apps import cli
+from coseg_jax.constants import THRESHOLD
 from coseg_jax.data import folders, images
 from coseg_jax.data.pipeline import resize_image
-from coseg_jax.models import CoSegNet
+from coseg_jax.models import CoSegNet, check_size
 from coseg_jax.models.attention import REDUCTIONS
-from coseg_jax.constants import STRIDE, THRESHOLD
+from coseg_jax.proj.real_photos.partner_gate import GATE
 
 SHEET_CELL = 160
+# What this command writes beside each image: never read back as an image.
+OUTPUT_SUFFIXES = ("_mask", "_overlay", "_prob", "_attention")
+OUTPUT_NAMES = ("contact_sheet", "attention_pca")
+
+
+def is_output(path):
+  """True for a file name this command writes (``<stem>_mask.png``, ``contact_sheet.png``)."""
+  path = pathlib.Path(path)
+  return path.suffix == ".png" and (path.stem in OUTPUT_NAMES
+                                    or path.stem.endswith(OUTPUT_SUFFIXES))
 
 
 def find_groups(paths):
@@ -56,9 +70,9 @@ def find_groups(paths):
       raise images.MissingDataError(
           f"--images {paths[0]}: no image files in it or in its sub-folders (extensions: "
           f"{', '.join(sorted(images.IMAGE_EXTENSIONS))})") from e
-    return [(g.name, list(g.images)) for g in dataset.groups]
+    return _without_outputs([(g.name, list(g.images)) for g in dataset.groups])
   if len(paths) > 1 and all(p.is_dir() for p in paths):
-    return _folder_groups(paths)
+    return _without_outputs(_folder_groups(paths))
   wrong = [str(p) for p in paths if p.is_dir() or not images.is_image_file(p)]
   if wrong:
     raise ValueError(f"--images takes folders or a list of image files, not both; not image "
@@ -70,6 +84,16 @@ def find_groups(paths):
     raise ValueError(f"--images: files with the same name stem would overwrite each other's "
                      f"outputs: {', '.join(clashes)}")
   return [("images", paths)]
+
+
+def _without_outputs(groups):
+  """The groups without this command's outputs; a group left empty is an error."""
+  kept = [(name, [p for p in paths if not is_output(p)]) for name, paths in groups]
+  empty = [name for name, paths in kept if not paths]
+  if empty:
+    raise images.MissingDataError(f"--images: groups {empty} hold only this command's outputs "
+                                  "(*_mask.png, *_overlay.png, ...), no images")
+  return kept
 
 
 def _folder_groups(paths):
@@ -114,22 +138,22 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=TH
   """Writes masks, overlays (soft maps, attention maps) of one group and its contact sheet.
 
   ``probs``: P(foreground) [N, S, S]; ``heat``: spatial attention [N, h, w] or None;
-  ``threshold``: a number, or "adaptive" (``sod_metrics.binarize`` of each full-size map).
+  ``threshold``: a number, or "adaptive" (``maps.binarize`` of each full-size map).
   Returns the contact sheet's path.
   """
   out_dir = pathlib.Path(out_dir)
   thumbs, captions = [], []
   for n, path in enumerate(files):
     image = images.read_image(path)
-    soft = evaluate.to_original_size(probs[n], image.shape[:2])
-    mask = sod_metrics.binarize(soft, threshold)
+    soft = maps.to_original_size(probs[n], image.shape[:2])
+    mask = maps.binarize(soft, threshold)
     pictures.save(out_dir / f"{path.stem}_mask.png", pictures.mask_image(mask))
     if save_probs:
       pictures.save(out_dir / f"{path.stem}_prob.png", pictures.probability_image(soft))
     shown = pictures.overlay(image, mask)
     pictures.save(out_dir / f"{path.stem}_overlay.png", shown)
     if heat is not None:
-      upsampled = pictures.stretch(evaluate.to_original_size(heat[n], image.shape[:2]))
+      upsampled = pictures.stretch(maps.to_original_size(heat[n], image.shape[:2]))
       pictures.save(out_dir / f"{path.stem}_attention.png", pictures.heatmap(image, upsampled))
     thumbs.append(pictures.thumbnail(shown, SHEET_CELL))
     captions.append(f"{path.name} {mask.mean():.0%}")
@@ -146,20 +170,20 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
   """
   groups = find_groups(image_paths)
   if chunk_size < 1:
-    raise ValueError(f"--chunk-size {chunk_size}: expected a positive integer")
-  if not sod_metrics.is_threshold(threshold):
-    raise ValueError(f"--threshold {threshold}: expected 'adaptive' or a number in (0, 1)")
-  if image_size and (image_size < 0 or image_size % STRIDE):
-    raise ValueError(f"--image-size {image_size}: expected a positive multiple of {STRIDE}")
-  out = check_out(out)
-  config, model, variables = evaluate.load_run(checkpoint=checkpoint, warn=log)
+    raise ValueError(f"--chunk_size={chunk_size}: expected a positive integer")
+  threshold = maps.parse_threshold(threshold, "--threshold")
+  if image_size:
+    check_size(image_size, "--image_size")
+  out = files_lib.writable_folder(out, "--out")
+  check_out_apart(out, image_paths)
+  config, model, variables = runs.load_run(checkpoint=checkpoint, warn=log)
   size = image_size or config.data.image_size
   written, alphas, labels = {}, [], []
   for name, files in tqdm.tqdm(groups, desc="segment", unit="group", leave=False,
                                disable=len(groups) < 2, dynamic_ncols=True):
     inputs = load_inputs(files, size)
-    _, probs = group.segment_group(model, variables, inputs, reduce, chunk_size, leave_one_out,
-                                   return_probs=True, partner_gate=partner_gate)
+    probs = group.segment_group(model, variables, inputs, reduce, chunk_size, leave_one_out,
+                                gate=GATE if partner_gate else None)
     heat = None
     if save_attention:
       heat, group_alphas = spatial_attention(model, variables, inputs, chunk_size)
@@ -175,61 +199,58 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
   return written
 
 
-def check_out(out):
-  """``--out`` as a writable folder (created), or an error naming it, before any work."""
-  out = pathlib.Path(out)
-  if out.exists() and not out.is_dir():
-    raise NotADirectoryError(f"--out {out}: it is a file; give a folder for the masks")
-  try:
-    out.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise OSError(f"--out {out}: cannot create the folder ({e.strerror or e})") from e
-  if not os.access(out, os.W_OK):
-    raise PermissionError(f"--out {out}: the folder is not writable")
-  return out
+def check_out_apart(out, image_paths):
+  """Refuses an ``--out`` inside an ``--images`` folder: a rerun would take it for a group of
+  images. ``--out`` may be the folder itself (the outputs lie beside the images, and are
+  never read as images)."""
+  out = out.resolve()
+  for path in image_paths:
+    folder = pathlib.Path(path).expanduser().resolve()
+    if folder.is_dir() and out != folder and out.is_relative_to(folder):
+      raise ValueError(f"--out {out} is inside the --images folder {folder}: a rerun would "
+                       "read it as a group of images; give a folder outside it (or the "
+                       "folder itself)")
 
 
-def parse_args(argv=None):
-  parser = argparse.ArgumentParser(
-      prog="python -m coseg_jax.segment",
-      description="Co-segment folders of images with instant group co-segmentation.")
-  parser.add_argument("--checkpoint", required=True,
-                      help="a training workdir, its checkpoints/ folder or best (the best "
-                      "validated step), a step folder, or a released .npz/.pkl checkpoint")
-  parser.add_argument("--images", required=True, nargs="+",
-                      help="a folder (of images, or of sub-folders = groups), several folders "
-                      "(a group each) or image files (one group)")
-  parser.add_argument("--out", required=True, help="output folder")
-  parser.add_argument("--reduce", choices=REDUCTIONS, default="mean",
-                      help="group attention: mean (Group Average) or min (Group Minimum)")
-  parser.add_argument("--leave-one-out", action="store_true",
-                      help="attend each image with the reduction over the other images")
-  parser.add_argument("--chunk-size", type=int, default=8,
-                      help="images per compiled call (bounds device memory)")
-  parser.add_argument("--image-size", type=int, default=0,
-                      help="model input size S (a multiple of 32); default: the run's")
-  parser.add_argument("--save-attention", action="store_true",
-                      help="also write spatial-attention heat maps and the attention PCA plot")
-  parser.add_argument("--save-probs", action="store_true",
-                      help="also write the foreground probabilities as 8-bit grey PNGs")
-  parser.add_argument("--threshold", default=str(THRESHOLD),
-                      help="foreground where P(foreground) exceeds this, or 'adaptive': each "
-                      "map's mean + std, at most 0.8 (better on objects of unseen classes, "
-                      "docs/results.md)")
-  parser.add_argument("--partner-gate", action="store_true",
-                      help="keep in each image what resembles the other images' foreground "
-                      "(coseg_jax.partner_gate; docs/results.md)")
-  parser.add_argument("--debug", action="store_true", help=cli.DEBUG_HELP)
-  return parser.parse_args(argv)
+def define(fv):
+  """The command's flags."""
+  flags.DEFINE_string("checkpoint", None, "A training workdir, its checkpoints/ folder or best "
+                      "(the best validated step), a step folder, or a released .npz/.pkl file.", flag_values=fv)
+  flags.DEFINE_list("images", None, "A folder (of images, or of sub-folders = groups), several "
+                    "folders (a group each) or image files (one group), comma-separated.", flag_values=fv)
+  flags.DEFINE_string("out", None, "Output folder.", flag_values=fv)
+  flags.DEFINE_enum("reduce", "mean", REDUCTIONS, "Group attention: mean (Group Average) or min "
+                    "(Group Minimum).", flag_values=fv)
+  flags.DEFINE_bool("leave_one_out", False, "Attend each image with the reduction over the "
+                    "other images.", flag_values=fv)
+  flags.DEFINE_integer("chunk_size", 8, "Images per compiled call (bounds device memory).", flag_values=fv)
+  flags.DEFINE_integer("image_size", 0, "Model input size S (a multiple of 32); default: the "
+                       "run's.", flag_values=fv)
+  flags.DEFINE_bool("save_attention", False, "Also write spatial-attention heat maps and the "
+                    "attention PCA plot.", flag_values=fv)
+  flags.DEFINE_bool("save_probs", False, "Also write the foreground probabilities as 8-bit grey "
+                    "PNGs.", flag_values=fv)
+  flags.DEFINE_string("threshold", str(THRESHOLD), "Foreground where P(foreground) exceeds "
+                      "this, or 'adaptive': each map's mean + std, at most 0.8 (better on "
+                      "objects of unseen classes, docs/results.md).", flag_values=fv)
+  flags.DEFINE_bool("partner_gate", False, "Keep in each image what resembles the other "
+                    "images' foreground (coseg_jax.proj.real_photos.partner_gate).", flag_values=fv)
+
+
+def segment(fv, args):
+  cli.no_arguments(args)
+  for name in ("checkpoint", "images", "out"):
+    if not fv[name].value:
+      raise flags.Error(f"--{name} is required")
+  return segment_folder(
+      fv.checkpoint, fv.images, fv.out, reduce=fv.reduce, leave_one_out=fv.leave_one_out,
+      chunk_size=fv.chunk_size, image_size=fv.image_size, save_attention=fv.save_attention,
+      save_probs=fv.save_probs, threshold=fv.threshold, partner_gate=fv.partner_gate)
 
 
 def main(argv=None):
-  args = parse_args(argv)
-  cli.run(lambda: segment_folder(
-      args.checkpoint, args.images, args.out, reduce=args.reduce,
-      leave_one_out=args.leave_one_out, chunk_size=args.chunk_size, image_size=args.image_size,
-      save_attention=args.save_attention, save_probs=args.save_probs,
-      threshold=args.threshold, partner_gate=args.partner_gate), args.debug)
+  """The ``coseg-segment`` console script."""
+  return cli.main(define, segment, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ from the model (pair forward or Algorithm 1):
 * the gate g_i(x) = cos(f_i(x), context_i), scaled to [0, 1] over the image's locations
   and resized bilinearly to S x S; the gated map is P_i * g_i.
 
-Trained with the gate on, the model learns to open it (docs/results.md, "A gate from the
-partner's similarity"), so it is applied to a trained model at inference only.
+Trained with the gate on, the model learns to open it (research_log.md, "A gate from the
+partner's similarity"), so it is applied to a trained model at inference only: pass
+``GATE`` as the ``gate`` of ``coseg_jax.segment_group`` / ``segment_pairwise``.
 """
 
 import jax
@@ -59,3 +60,17 @@ def gate_group(features, probs):
   probs = jnp.asarray(probs, jnp.float32)
   context = reduce_group(prototypes(features, probs), "mean", leave_one_out=True)
   return np.asarray(gate(features, jnp.asarray(context), probs))
+
+
+def gate_pair(features, probs, partner_features, partner_probs):
+  """The gate of pairs: each image [K] against its partner's prototype -> [K, S, S]."""
+  return gate(features, prototypes(partner_features, partner_probs), probs)
+
+
+class PartnerGate:
+  """The ``gate`` that ``coseg_jax.group`` takes: ``group`` and ``pair`` steps."""
+  group = staticmethod(gate_group)
+  pair = staticmethod(gate_pair)
+
+
+GATE = PartnerGate()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coseg_jax import evaluate, metrics, pictures, sod_metrics
+from coseg_jax import maps, metrics, pictures
+from coseg_jax.evaluators import groups as group_protocol, saliency as sod_metrics
 
 pytest.importorskip("py_sod_metrics", reason="the [sod] extra (pysodmetrics) is not installed")
 
@@ -77,21 +78,21 @@ def test_adaptive_threshold_is_mean_plus_std_capped():
   column = np.array([0.4, 0.0, 0.0, 0.0])
   probs = np.tile(column, (4, 1))
   # mean 0.1, std sqrt(0.03) = 0.173: threshold 0.273 keeps column 0, which 0.5 does not.
-  assert sod_metrics.adaptive_threshold(probs) == pytest.approx(0.1 + np.sqrt(0.03))
-  assert sod_metrics.adaptive_threshold(np.tile([1.0, 1.0, 0.0, 0.0], (4, 1))) == 0.8  # 1.0 capped
+  assert maps.adaptive_threshold(probs) == pytest.approx(0.1 + np.sqrt(0.03))
+  assert maps.adaptive_threshold(np.tile([1.0, 1.0, 0.0, 0.0], (4, 1))) == 0.8  # 1.0 capped
   truth = np.zeros((4, 4), bool)
   truth[:, 0] = True
-  fixed = metrics.per_image(evaluate.original_size_counts(probs[None], [truth]))
-  adaptive = metrics.per_image(evaluate.original_size_counts(probs[None], [truth], "adaptive"))
+  fixed = metrics.per_image(group_protocol.original_size_counts(probs[None], [truth]))
+  adaptive = metrics.per_image(group_protocol.original_size_counts(probs[None], [truth], "adaptive"))
   assert fixed["jaccard"][0] == 0 and adaptive["jaccard"][0] == pytest.approx(1.0)
 
 
 def test_parse_threshold():
-  assert evaluate.parse_threshold("adaptive") == "adaptive"
-  assert evaluate.parse_threshold("0.3") == 0.3
+  assert maps.parse_threshold("adaptive") == "adaptive"
+  assert maps.parse_threshold("0.3") == 0.3
   for bad in ("1.5", "mean", "0"):
     with pytest.raises(ValueError, match="expected 'adaptive' or a number in"):
-      evaluate.parse_threshold(bad)
+      maps.parse_threshold(bad)
 
 
 def test_maps_are_written_in_the_eval_co_sod_layout(tmp_path):
@@ -100,7 +101,7 @@ def test_maps_are_written_in_the_eval_co_sod_layout(tmp_path):
            "masks": [truth, truth]}
   maps = saved.astype(np.float32) / 255
   writer = sod_metrics.MapWriter(tmp_path / "pred", "mine", "msrc", ["fixed"])
-  results = evaluate.evaluate_groups(iter([group]), {"fixed": lambda x: np.stack([maps, maps])},
+  results = group_protocol.evaluate(iter([group]), {"fixed": lambda x: np.stack([maps, maps])},
                                      map_writer=writer)
   path = tmp_path / "pred" / "mine" / "msrc" / "cow" / "img_2.png"
   np.testing.assert_array_equal(np.asarray(Image.open(path)), saved)
@@ -120,16 +121,16 @@ def test_score_folder_cli_scores_saved_maps(tmp_path):
                         ("masks", truth.astype(np.uint8) * 255), ("pred", saved)):
     (tmp_path / folder / "cow").mkdir(parents=True)
     Image.fromarray(array).save(tmp_path / folder / "cow" / "a.png")
-  result = subprocess.run([sys.executable, "-m", "coseg_jax.sod_metrics", "--pred",
+  result = subprocess.run([sys.executable, "-m", "coseg_jax.apps.scores", "--pred",
                            str(tmp_path / "pred"), "--gt", str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   assert json.loads(result.stdout)["mae"] == pytest.approx(1 / 16)
   (tmp_path / "pred" / "cow" / "a.png").unlink()
-  result = subprocess.run([sys.executable, "-m", "coseg_jax.sod_metrics", "--pred",
+  result = subprocess.run([sys.executable, "-m", "coseg_jax.apps.scores", "--pred",
                            str(tmp_path / "pred"), "--gt", str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True, timeout=300, check=False)
-  assert result.returncode == 2 and "a.png: no such prediction map" in result.stderr
+  assert result.returncode == 1 and "a.png: no such prediction map" in result.stderr
   assert "Traceback" not in result.stderr
 
 
@@ -141,7 +142,7 @@ def test_real_msrc_maps_round_trip_through_the_layout(data_dir, tmp_path):
     pytest.skip(f"{root} not found")
   groups = pipeline.iterate_groups({"dataset": "folder", "root": str(root), "image_size": 64})
   writer = sod_metrics.MapWriter(tmp_path / "pred", "box", "msrc_cow", ["center_box"])
-  evaluate.evaluate_groups(groups, {"center_box": evaluate.center_box}, map_writer=writer)
+  group_protocol.evaluate(groups, {"center_box": group_protocol.center_box}, map_writer=writer)
   saved = writer.results()["center_box"]
   maps = sorted((tmp_path / "pred" / "box" / "msrc_cow" / "msrc_cow").glob("*.png"))
   assert len(maps) == saved["images"] == 30

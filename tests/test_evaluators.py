@@ -1,4 +1,5 @@
-"""Evaluation: original-resolution metrics, the per-class table, the run loader, eval.py."""
+"""Evaluators: modes as data, original-resolution metrics, the per-class table, the run
+loader, eval.py."""
 
 import json
 import os
@@ -10,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from coseg_jax import checkpoints, evaluate, metrics, models, train_lib, weights
+from coseg_jax import checkpoints, maps, metrics, models, runs, train_lib, weights
+from coseg_jax.evaluators import evaluate, groups as group_protocol, modes, report as report_lib
 from coseg_jax.data import images
 from test_group import sharpened, uint8_images
 from tiny import SIZE, tiny_config
@@ -48,11 +50,11 @@ def column_mask(height, width, first, last):
 
 
 def test_metrics_at_original_resolution_by_hand():
-  probs = evaluate.to_original_size(left_half_probs(), (6, 8))
+  probs = maps.to_original_size(left_half_probs(), (6, 8))
   assert probs.shape == (6, 8)
   np.testing.assert_allclose(probs[0], [1, 1, 1, .75, .25, 0, 0, 0], atol=1e-6)
   truth = column_mask(6, 8, 2, 6)  # predicted: columns 0-3; truth: columns 2-5
-  c = evaluate.original_size_counts(left_half_probs()[None], [truth])
+  c = group_protocol.original_size_counts(left_half_probs()[None], [truth])
   assert (c["intersection"][0], c["union"][0]) == (2 * 6, 6 * 6)
   assert (c["correct"][0], c["counted"][0]) == (4 * 6, 8 * 6)  # every original pixel counted
   scores = metrics.per_image(c)
@@ -68,8 +70,8 @@ def test_table_averages_images_within_classes_then_classes():
        "masks": [column_mask(8, 8, 0, 8)]},
   ]
   segmenters = {"left": lambda x: np.repeat(left_half_probs()[None], len(x), axis=0),
-                "all_foreground": evaluate.group_segmenters(None, None)["all_foreground"]}
-  results = evaluate.evaluate_groups(iter(groups), segmenters)
+                "all_foreground": group_protocol.all_foreground}
+  results = group_protocol.evaluate(iter(groups), segmenters)
   left = results["left"]
   # cow: 6x8 image J = 12/36; 4x4 image (no resize): predicted = truth, J = 1.
   assert left["classes"]["cow"] == {"jaccard": pytest.approx((1 / 3 + 1) / 2),
@@ -83,35 +85,49 @@ def test_table_averages_images_within_classes_then_classes():
 
 
 def test_center_box_is_the_middle_half_at_the_original_size():
-  box = evaluate.group_segmenters(None, None)["center_box"](np.zeros((2, 8, 8, 3), np.float32))
+  box = group_protocol.center_box(np.zeros((2, 8, 8, 3), np.float32))
   assert box.shape == (2, 8, 8) and box.sum() == 2 * 16 and np.all(box[:, 2:6, 2:6] == 1)
   # A 16 x 12 image whose object is its left half: the box (rows 4-11, columns 3-8) covers
   # columns 3-5 of the object.
   truth = column_mask(16, 12, 0, 6)
-  c = evaluate.original_size_counts(box[:1], [truth])
+  c = group_protocol.original_size_counts(box[:1], [truth])
   assert (c["intersection"][0], c["union"][0]) == (8 * 3, 16 * 6 + 8 * 3)
 
 
 def test_evaluate_groups_errors_name_the_group():
   no_masks = [{"name": "plain", "inputs": np.zeros((2, 4, 4, 3)), "masks": None}]
   with pytest.raises(ValueError, match="group plain has no masks"):
-    evaluate.evaluate_groups(iter(no_masks), {"x": lambda x: x[..., 0]})
+    group_protocol.evaluate(iter(no_masks), {"x": lambda x: x[..., 0]})
 
   def fails(x):
     raise ValueError("needs at least 2 images")
   lone = [{"name": "solo", "inputs": np.zeros((1, 4, 4, 3)), "masks": [np.zeros((4, 4), bool)]}]
   with pytest.raises(ValueError, match="mode pairwise, group solo: needs at least 2"):
-    evaluate.evaluate_groups(iter(lone), {"pairwise": fails})
+    group_protocol.evaluate(iter(lone), {"pairwise": fails})
 
 
-def test_resolve_modes():
-  assert evaluate.resolve_modes("voc") == list(evaluate.PAIR_MODES)
-  assert evaluate.resolve_modes("folder") == list(evaluate.DEFAULT_GROUP_MODES)
-  assert evaluate.resolve_modes("synthetic", ["group_min"]) == ["group_min"]
+def names(parsed):
+  return [m.name for m in parsed]
+
+
+def test_modes_are_data():
+  assert names(modes.parse("", "voc")) == ["pairs", "pairs_all_foreground"]
+  assert names(modes.parse(None, "folder")) == list(modes.DEFAULT_GROUP_MODES)
+  assert names(modes.parse("group_min, center_box", "synthetic")) == ["group_min", "center_box"]
+  gated = modes.MODES["distractor_gate"]
+  assert (gated.protocol, gated.segmenter, gated.gate, gated.is_model) == (
+      "distractor", "model", True, True)
+  box = modes.MODES["distractor_center_box"]
+  assert (box.protocol, box.segmenter, box.gate, box.is_model) == (
+      "distractor", "center_box", False, False)
+  assert modes.MODES["group_mean_gate"] == modes.Mode("groups", "group_mean", gate=True)
+  assert "pairs_gate" not in modes.MODES and "center_box_gate" not in modes.MODES
+  for name, mode in modes.MODES.items():  # every name maps back to its mode
+    assert mode.name == name
   with pytest.raises(ValueError, match="unknown mode.*'groups'"):
-    evaluate.resolve_modes("folder", ["groups"])
+    modes.parse(["groups"], "folder")
   with pytest.raises(ValueError, match="need groups"):
-    evaluate.resolve_modes("voc", ["pairwise"])
+    modes.parse(["pairwise"], "voc")
 
 
 @pytest.mark.slow
@@ -124,13 +140,13 @@ def test_resolve_and_load_run(trained_run, tmp_path):
   assert (step_one.step, step_one.run_dir, step_one.steps) == (1, trained_run, (step_one.path,))
   best = checkpoints.resolve(trained_run / "best")  # the validated step (the last one)
   assert best.path == latest.path and best.run_dir == trained_run
-  config, model, variables = evaluate.load_run(checkpoint=trained_run / "best")
+  config, model, variables = runs.load_run(checkpoint=trained_run / "best")
   assert config.model.attention == "csa" and list(config.model.encoder_widths) == [8, 8, 16, 16,
                                                                                     16]
   assert model.encoder_widths == (8, 8, 16, 16, 16)
   assert set(variables) == {"params", "batch_stats"}  # no optimizer state is read
   given = tiny_config(image_size=96)
-  assert evaluate.load_run(workdir=trained_run, config=given)[0] is given
+  assert runs.load_run(workdir=trained_run, config=given)[0] is given
   old_layout = tmp_path / "old"  # runs written before kept the best step in best/<step>
   shutil.copytree(trained_run / "checkpoints" / "1", old_layout / "best" / "1")
   shutil.copy(trained_run / "config.json", old_layout)
@@ -142,26 +158,27 @@ def test_resolve_and_load_run(trained_run, tmp_path):
 def test_load_run_errors_name_the_path(trained_run, tmp_path):
   missing = tmp_path / "nowhere"
   with pytest.raises(checkpoints.CheckpointError, match=f"checkpoint not found: {missing}"):
-    evaluate.load_run(workdir=missing)
+    runs.load_run(workdir=missing)
   (tmp_path / "empty").mkdir()
   with pytest.raises(checkpoints.CheckpointError, match="no checkpoint in .*empty"):
-    evaluate.load_run(checkpoint=tmp_path / "empty")
+    runs.load_run(checkpoint=tmp_path / "empty")
   copied = tmp_path / "copied" / "checkpoints" / "2"
   shutil.copytree(trained_run / "checkpoints" / "2", copied)
   with pytest.raises(FileNotFoundError, match=f"run config not found: {tmp_path}/copied/config"):
-    evaluate.load_run(checkpoint=copied)
+    runs.load_run(checkpoint=copied)
   wrong = tiny_config()
   wrong.model.encoder_widths = (8, 8, 16, 16, 32)
   with pytest.raises(weights.WeightFileError, match="(?s)copied/checkpoints/2.*config.model"):
-    evaluate.load_run(checkpoint=copied, config=wrong)
+    runs.load_run(checkpoint=copied, config=wrong)
   (tmp_path / "notes.txt").write_text("x")
   with pytest.raises(checkpoints.CheckpointError, match="notes.txt: a file must be a released"):
-    evaluate.load_run(checkpoint=tmp_path / "notes.txt")
+    runs.load_run(checkpoint=tmp_path / "notes.txt")
 
 
 def mode_probs(model, variables, inputs):
-  segmenters = evaluate.group_segmenters(model, variables, chunk_size=2)
-  return {mode: segment(inputs) for mode, segment in segmenters.items()}
+  group_modes = [m for m in modes.MODES.values() if m.protocol == "groups"]
+  return {m.name: group_protocol.segmenter(m, model, variables, chunk_size=2)(inputs)
+          for m in group_modes}
 
 
 @pytest.mark.slow
@@ -197,16 +214,16 @@ def test_eval_cli_writes_table_and_json(trained_run, tmp_path):
   assert "Average" in result.stdout and "pairs_all_foreground" in result.stdout
   report = json.loads(out.read_text())
   assert report["step"] == 2 and report["dataset"] == "synthetic"
-  assert report["modes"] == list(evaluate.PAIR_MODES + evaluate.DEFAULT_GROUP_MODES)  # synthetic default
+  assert report["modes"] == list(modes.DEFAULTS["synthetic"])  # synthetic default
   assert report["config"]["model"]["attention"] == "csa"
   assert report["results"]["pairs"]["images"] == 8  # 4 pairs, both images
-  for mode in evaluate.DEFAULT_GROUP_MODES:
+  for mode in modes.DEFAULT_GROUP_MODES:
     table = report["results"][mode]
     assert sorted(table["classes"]) == ["synthetic_test_00000", "synthetic_test_00001"]
     assert table["average"]["jaccard"] == pytest.approx(
         np.mean([row["jaccard"] for row in table["classes"].values()]))
     assert 0 < table["seconds"] < 600  # measured, within the command's time limit
-  assert evaluate.default_out_path(report) == str(trained_run / "eval_synthetic_test.json")
+  assert report_lib.default_out_path(report) == str(trained_run / "eval_synthetic_test.json")
 
 
 def test_msrc_cow_evaluates_at_original_size(data_dir, tmp_path):
@@ -216,11 +233,32 @@ def test_msrc_cow_evaluates_at_original_size(data_dir, tmp_path):
   config = tiny_config(dataset="folder", root=str(root))
   save_random_run(tmp_path / "run", config)
   report = evaluate.run(workdir=tmp_path / "run", chunk_size=8)
-  assert report["dataset"] == "msrc_cow" and report["modes"] == list(evaluate.DEFAULT_GROUP_MODES)
-  for mode in evaluate.DEFAULT_GROUP_MODES:
+  assert report["dataset"] == "msrc_cow" and report["modes"] == list(modes.DEFAULT_GROUP_MODES)
+  for mode in modes.DEFAULT_GROUP_MODES:
     assert report["results"][mode]["classes"]["msrc_cow"]["images"] == 30
   masks = [images.read_mask(p) for p in sorted((root / "GroundTruth").glob("*.bmp"))]
   assert len(masks) == 30
   expected = np.mean([m.mean() for m in masks])  # all-foreground Jaccard at the files' size
   assert report["results"]["all_foreground"]["average"]["jaccard"] == pytest.approx(expected)
-  assert "msrc_cow" in evaluate.format_report(report)
+  assert "msrc_cow" in report_lib.format_report(report)
+
+
+def test_run_config_errors_name_the_file(tmp_path):
+  (tmp_path / "config.json").write_text('{"config": {\n  "seed": 0,\n  ')  # truncated
+  with pytest.raises(runs.UserError, match=f"cannot read the run config {tmp_path}/config.json"):
+    runs.read_config(tmp_path)
+  (tmp_path / "config.json").write_text("[1, 2]")
+  with pytest.raises(runs.UserError, match="config.json has no 'config' key"):
+    runs.read_config(tmp_path)
+
+
+def test_threshold_and_binarize():
+  assert maps.parse_threshold("adaptive") == "adaptive" and maps.parse_threshold("0.3") == 0.3
+  for bad in ("foo", "1.5", 0, None):
+    with pytest.raises(ValueError, match="--threshold=.*expected 'adaptive'"):
+      maps.parse_threshold(bad, "--threshold")
+  probs = np.array([[[0.1, 0.2], [0.3, 0.6]], [[0.7, 0.9], [0.8, 0.95]]], np.float32)
+  np.testing.assert_array_equal(maps.binarize(probs), probs > 0.5)
+  adaptive = maps.binarize(probs, "adaptive")  # each map its own mean + std
+  np.testing.assert_array_equal(adaptive[0], probs[0] > min(probs[0].mean() + probs[0].std(), .8))
+  np.testing.assert_array_equal(adaptive[1], probs[1] > min(probs[1].mean() + probs[1].std(), .8))

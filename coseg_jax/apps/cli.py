@@ -1,0 +1,94 @@
+"""What every command shares (train.py, eval.py, segment, ...): absl flags and error handling.
+
+An expected failure (a bad flag or config value, a missing or unreadable file, a full
+disk, a locked workdir) prints one line ``error: <what and where>`` to stderr and exits
+with status 1; Ctrl-C exits with 130. ``--debug`` (or ``COSEG_DEBUG=1`` in the
+environment) shows the full traceback instead.
+"""
+
+import logging
+import os
+import sys
+
+from absl import flags
+from absl import logging as absl_logging
+
+from coseg_jax.errors import UserError
+
+DEBUG_ENV = "COSEG_DEBUG"
+DEBUG_HELP = f"show the full traceback of an error (or set {DEBUG_ENV}=1)"
+# OSError covers missing files, permissions and full disks; ValueError bad values (and
+# weights.WeightFileError); ArithmeticError a loss that became NaN; AttributeError,
+# KeyError and TypeError a config key or value given on the command line; ImportError
+# an optional package (torch) that is not installed.
+EXPECTED = (OSError, ValueError, ArithmeticError, AttributeError, KeyError, TypeError,
+            ImportError, flags.Error, UserError)
+INTERRUPTED = 130  # 128 + SIGINT, the shell's code for Ctrl-C
+
+
+def debug_requested(flag=False):
+  return bool(flag) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def message(error):
+  """``error`` as one line: its message (the key's name for a KeyError), newlines joined."""
+  text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+  lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+  return " ".join(lines) or type(error).__name__
+
+
+def run(fn, debug=False):
+  """Calls ``fn()``; an expected error exits with one line (unless debugging)."""
+  try:
+    return fn()
+  except KeyboardInterrupt:
+    if debug_requested(debug):
+      raise
+    print("interrupted", file=sys.stderr)
+    sys.exit(INTERRUPTED)
+  except EXPECTED as e:
+    if debug_requested(debug):
+      raise
+    # Libraries left mid-operation (Orbax after a failed write) may complain while the
+    # interpreter shuts down; the one line below already says what went wrong.
+    sys.unraisablehook = lambda _: None
+    raise SystemExit(f"error: {message(e)}") from None  # printed to stderr, status 1
+
+
+def parse(flag_values, argv):
+  """``flag_values(argv)``: a bad flag, config file or ``--config.<key>`` raises one error
+  naming it (an unknown config key as ``KeyError``)."""
+  try:
+    return flag_values(argv)
+  except (AttributeError, KeyError) as e:  # ml_collections: no such key in the config
+    key = message(e).strip("'\"")
+    given = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
+    raise KeyError(f"unknown config key {given[0] if given else key}: no such key in "
+                   "the config (see coseg_jax/config.py)") from e
+
+
+def no_arguments(args):
+  """For commands that take flags only: a stray argument is an error naming it."""
+  if args:
+    raise flags.Error(f"unexpected arguments: {args} (flags are --name=value)")
+
+
+def main(define, command, argv=None, doc=""):
+  """Runs a command: ``define(flag_values)`` declares its flags in a ``FlagValues`` of its
+  own (importing a command module defines no global flag), ``argv`` (default
+  ``sys.argv[1:]``) is parsed into them, and ``command(flag_values, args)`` runs with the
+  other arguments. ``--help`` prints ``doc`` and the flags; every expected error is one line.
+  """
+  argv = sys.argv[1:] if argv is None else list(argv)
+  flag_values = flags.FlagValues()
+  define(flag_values)
+  flags.DEFINE_bool("debug", False, DEBUG_HELP, flag_values=flag_values)
+  flags.DEFINE_integer("verbosity", logging.WARNING, "Python logging level of the libraries' "
+                       "logs (20 = INFO; default WARNING: Orbax's INFO logs are many).",
+                       flag_values=flag_values)
+  if {"-h", "--help", "--helpfull"} & set(argv):
+    print(f"{doc.strip()}\n\nflags:\n{flag_values.get_help()}")
+    return None
+  args = run(lambda: parse(flag_values, [sys.argv[0], *argv]), debug="--debug" in argv)[1:]
+  absl_logging.set_verbosity(absl_logging.converter.standard_to_absl(flag_values.verbosity))
+  return run(lambda: command(flag_values, args), flag_values.debug)

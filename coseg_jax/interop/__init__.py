@@ -1,0 +1,1 @@
+"""Interoperability with other frameworks: the PyTorch twin (extra ``[torch]``)."""

@@ -1,0 +1,9 @@
+"""The CPU real-photo recipe (``configs/cpu_frozen.py``): a frozen real VGG16, the attention
+learner and decoder trained on cached features of augmented views and composites, and the
+partner gate applied after the model. Not the paper's; docs/results.md measures each
+ingredient and research_log.md beside this file tells what was tried.
+
+* ``views``: augmented views and composites of a folder dataset, encoded once and cached;
+* ``partner_gate``: an inference step with no weights (``GATE``, for ``segment_group``,
+  ``segment_pairwise`` and the evaluators).
+"""
