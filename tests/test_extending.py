@@ -81,7 +81,7 @@ def test_custom_learner_is_trained_and_used(page):
   assert sorted(learner) == ["Dense_0", "Dense_1"]
   assert learner["Dense_0"]["kernel"].shape == (16, 4)
   assert page["logits_a"].shape == (2, 64, 64, 2)
-  assert page["custom_masks"].shape == (5, 64, 64)
+  assert page["custom_probs"].shape == (5, 64, 64)
   x = page["x"]
 
   def loss(params):
