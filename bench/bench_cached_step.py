@@ -22,7 +22,8 @@ import numpy as np
 
 from bench.common import median_seconds, write_json
 from configs import cpu_frozen
-from coseg_jax import models, train_lib
+from coseg_jax import models
+from coseg_jax.training import trainer as train_lib
 from coseg_jax.models import conv, decoder
 
 

@@ -41,7 +41,8 @@ from jax import lax
 import numpy as np
 
 from bench.common import print_table, write_json
-from coseg_jax import losses, models, train_lib
+from coseg_jax import losses, models
+from coseg_jax.training import trainer as train_lib
 from configs import default as default_config
 # pylint: enable=g-import-not-at-top,wrong-import-position
 

@@ -59,7 +59,8 @@ def measure(config, batch_size, batches, warmup):
 def train_step_seconds(image_size, batch_size, repeats=2):
   """Median seconds of one jitted train step of the default (paper) model on random data."""
   from configs import default  # pylint: disable=g-import-not-at-top
-  from coseg_jax import models, train_lib  # pylint: disable=g-import-not-at-top
+  from coseg_jax import models  # pylint: disable=g-import-not-at-top
+  from coseg_jax.training import trainer as train_lib  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   config.data.image_size = image_size
   model = models.build(config.model)

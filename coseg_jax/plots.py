@@ -1,17 +1,17 @@
-"""Pictures of a training run (matplotlib, Agg backend: no display needed)."""
+"""Plots as PNG files: a training run's curves, the channel attentions' embedding.
 
-import matplotlib
+matplotlib's object-oriented ``Figure`` API, which needs no display and, unlike
+``pyplot`` or ``matplotlib.use``, changes no global state of the process.
+"""
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from coseg_jax.logging_utils import read_jsonl  # pylint: disable=wrong-import-position
+from matplotlib.figure import Figure
 
 
-def training_curves(jsonl_path, png_path):
-  """Training loss and validation Jaccard against the step, side by side, as a PNG."""
-  records = read_jsonl(jsonl_path)
-  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+def training_curves(records, png_path):
+  """Training loss and validation Jaccard of ``records`` (metrics.jsonl rows) against the
+  step, side by side, as a PNG."""
+  fig = Figure(figsize=(10, 3.8))
+  left, right = fig.subplots(1, 2)
   for ax, key, title in ((left, "train_loss", "training loss"),
                          (right, "val_jaccard", "validation Jaccard (pooled)")):
     points = [(r["step"], r[key]) for r in records if key in r]
@@ -22,13 +22,13 @@ def training_curves(jsonl_path, png_path):
     ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(png_path, dpi=100)
-  plt.close(fig)
   return png_path
 
 
 def attention_embedding(points, labels, png_path):
   """2-D points of channel-attention vectors (e.g. their PCA), one colour per label (Fig. 6)."""
-  fig, ax = plt.subplots(figsize=(5.5, 4.5))
+  fig = Figure(figsize=(5.5, 4.5))
+  ax = fig.subplots()
   labels = list(labels)
   for label in dict.fromkeys(labels):
     chosen = [p for p, l in zip(points, labels) if l == label]
@@ -40,5 +40,4 @@ def attention_embedding(points, labels, png_path):
   ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(png_path, dpi=100)
-  plt.close(fig)
   return png_path

@@ -231,7 +231,7 @@ def test_real_groups_equal_the_folder_reader(real_built):
 def test_trains_and_evaluates_from_the_voc_dataset(voc_built, tmp_path):
   """train.py's loop on dataset=tfds: trains, evaluates the val split, writes a checkpoint."""
   import test_evaluators as test_evaluate  # pylint: disable=g-import-not-at-top
-  from coseg_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from coseg_jax.training import trainer as train_lib  # pylint: disable=g-import-not-at-top
   from coseg_jax.evaluators import evaluate, modes  # pylint: disable=g-import-not-at-top
   _, data_dir, name = voc_built
   config = test_evaluate.tiny_config(dataset="tfds", tfds_name=name, tfds_data_dir=str(data_dir))

@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from coseg_jax import checkpoints, maps, metrics, models, runs, train_lib, weights
+from coseg_jax import checkpoints, maps, metrics, models, runs, weights
+from coseg_jax.training import trainer as train_lib
 from coseg_jax.evaluators import evaluate, groups as group_protocol, modes, report as report_lib
 from coseg_jax.data import images
 from test_group import sharpened, uint8_images

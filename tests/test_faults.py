@@ -21,10 +21,11 @@ import orbax.checkpoint as ocp
 from PIL import Image
 import pytest
 
-from coseg_jax import checkpoints, group, models, runs, train_lib, weights, workdir
+from coseg_jax import checkpoints, group, models, runs, weights
+from coseg_jax.training import trainer as train_lib, workdir
 from coseg_jax.apps import cli, port_weights, segment, voc_pairs
 from coseg_jax.evaluators import evaluate
-from coseg_jax.logging_utils import read_jsonl
+from coseg_jax.training.metric_log import read_jsonl
 import test_evaluators as evaluate_tests
 from test_segment import noise
 from train_driver import tiny_config
@@ -399,6 +400,6 @@ def test_eval_takes_a_released_npz_checkpoint(tmp_path):
 def test_evaluation_and_segment_do_not_import_training():
   result = command("-c", "import sys, coseg_jax.evaluators.evaluate, coseg_jax.apps.segment; "
                    "print(sorted(m for m in sys.modules if m.startswith('optax') "
-                   "or m in ('coseg_jax.train_lib', 'coseg_jax.evaluate')))")
+                   "or m in ('coseg_jax.training.trainer', 'coseg_jax.evaluate')))")
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip() == "[]"

@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from coseg_jax import train_lib
-from coseg_jax.feature_cache import FeatureCache
+from coseg_jax.training import trainer as train_lib
+from coseg_jax.training.feature_cache import FeatureCache
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_driver import tiny_config  # pylint: disable=g-import-not-at-top,wrong-import-position

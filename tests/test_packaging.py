@@ -9,7 +9,7 @@ import tomllib
 import jax
 import pytest
 
-from coseg_jax import train_lib
+from coseg_jax.training import trainer as train_lib
 from tiny import REPO, tiny_config
 
 

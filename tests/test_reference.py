@@ -211,7 +211,8 @@ def test_segment_cli_takes_a_released_checkpoint(checkpoint, variables, tmp_path
 def test_fine_tuning_starts_from_the_released_checkpoint(checkpoint, variables):
   sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
   from configs import reference_ca  # pylint: disable=g-import-not-at-top
-  from coseg_jax import models, train_lib  # pylint: disable=g-import-not-at-top
+  from coseg_jax import models  # pylint: disable=g-import-not-at-top
+  from coseg_jax.training import trainer as train_lib  # pylint: disable=g-import-not-at-top
   config = reference_ca.get_config()
   config.model.encoder_widths = WIDTHS
   config.data.image_size = SIZE

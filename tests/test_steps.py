@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from coseg_jax import models, preprocess, train_lib
+from coseg_jax import models, preprocess
+from coseg_jax.training import trainer as train_lib
 from coseg_jax.evaluators import steps as eval_steps
 from coseg_jax.data import pipeline
 from tiny import tiny_config

@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from coseg_jax import checkpoints, train_lib
-from coseg_jax.logging_utils import read_jsonl
+from coseg_jax import checkpoints
+from coseg_jax.training import trainer as train_lib
+from coseg_jax.training.metric_log import read_jsonl
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVER = os.path.join(REPO, "tests", "train_driver.py")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coseg_jax import feature_cache, train_lib
+from coseg_jax.training import feature_cache, trainer as train_lib
 from coseg_jax.data import folders
 from coseg_jax.proj.real_photos import views
 

@@ -92,7 +92,7 @@ def main():
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{args.port}",
                                num_processes=args.num_processes, process_id=args.process_id)
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from coseg_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from coseg_jax.training import trainer as train_lib  # pylint: disable=g-import-not-at-top
 
   config = tiny_config(args.steps)
   if args.learning_rate:

@@ -4,7 +4,7 @@
 
 Resumes from the newest intact checkpoint in --workdir, with the run's own config: a
 restart whose config differs is refused naming the keys (``--allow_config_changes``
-lets a resumed run change the keys of ``coseg_jax.workdir.SAFE_CHANGES``, such as
+lets a resumed run change the keys of ``coseg_jax.training.workdir.SAFE_CHANGES``, such as
 train.num_steps). One training at a time holds the workdir. Ctrl-C or SIGTERM
 finishes the current step, saves it and exits with 130 or 143 (before the first
 step, while views are encoded, it stops at once); rerun to resume.
@@ -35,7 +35,7 @@ def define(fv):
 def train(fv, args):
   cli.no_arguments(args)
   import jax  # pylint: disable=g-import-not-at-top
-  from coseg_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from coseg_jax.training import trainer as train_lib  # pylint: disable=g-import-not-at-top
   config = fv.config  # loads the config file: a bad file or key fails here
   if fv.multihost:
     jax.distributed.initialize()

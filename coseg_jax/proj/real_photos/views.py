@@ -1,7 +1,7 @@
 """Augmented views and composites of a folder dataset, for training on cached features.
 
 A training choice of the CPU recipe (``configs/cpu_frozen.py``), not the paper's: with a
-frozen encoder each view's features are computed once (``coseg_jax.feature_cache``), so
+frozen encoder each view's features are computed once (``coseg_jax.training.feature_cache``), so
 the views must be drawn before training. Every image of every group gives
 
 * its whole frame and its left-right mirror;

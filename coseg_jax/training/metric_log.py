@@ -3,15 +3,6 @@
 import json
 import os
 
-from absl import flags
-from absl import logging
-
-
-def default_to_warnings():
-  """Hides libraries' INFO logs (Orbax's are many) unless ``--verbosity`` was given."""
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-
 
 class MetricWriter:
   """Writes ``{step, **scalars}`` to ``metrics.jsonl`` and TensorBoard; no-op when disabled.

@@ -32,13 +32,13 @@ import orbax.checkpoint as ocp
 import tqdm
 
 import coseg_jax
-from coseg_jax import checkpoints, feature_cache, losses, metrics, models, weights
-from coseg_jax import workdir as workdir_lib
+from coseg_jax import checkpoints, losses, metrics, models, weights
 from coseg_jax.data import pipeline
 from coseg_jax.evaluators import steps as eval_steps
 from coseg_jax.proj.real_photos import views
-from coseg_jax.feature_cache import FeatureCache
-from coseg_jax.logging_utils import MetricWriter
+from coseg_jax.training import feature_cache, workdir as workdir_lib
+from coseg_jax.training.feature_cache import FeatureCache
+from coseg_jax.training.metric_log import MetricWriter, read_jsonl
 from coseg_jax.parallel import Sharding, build_data
 
 ENCODER = "encoder"
@@ -414,7 +414,7 @@ def _train(config, workdir, primary, stop):
     writer.close()
   if primary:
     from coseg_jax import plots  # pylint: disable=g-import-not-at-top
-    plots.training_curves(writer.jsonl_path, os.path.join(workdir, "curves.png"))
+    plots.training_curves(read_jsonl(writer.jsonl_path), os.path.join(workdir, "curves.png"))
   return state
 
 
