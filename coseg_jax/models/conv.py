@@ -87,13 +87,13 @@ def fast_gradients():
   step) must run inside it too. The tables are global: another thread tracing at the
   same time sees the rules as well.
   """
-  token = _FAST.set(True)
   _install_rules()
+  token = _FAST.set(True)
   try:
     yield
   finally:
-    _restore_rules()
     _FAST.reset(token)
+    _restore_rules()
 
 
 def _install_rules():
