@@ -69,7 +69,8 @@ def make_batch(batch_size, image_size, seed=0):
   return {"image_a": images[0], "image_b": images[1], "mask_a": masks[0], "mask_b": masks[1]}
 
 
-# JAX variants for ablations: which of coseg_jax.models.conv's gradients the model uses.
+# JAX variants for ablations: which of coseg_jax.models.conv's gradients the train step
+# uses (it traces them inside conv.fast_gradients(); the forward pass is lax/flax in all).
 # "xla" is the model as it was before them (lax convolutions, flax max-pool: XLA's own
 # autodiff), "pool_only" has only the max-pool gradient, "image_blocks" sums the kernel
 # gradient's matmuls over whole images instead of bands of rows.

@@ -1,8 +1,9 @@
 """Forward and reverse mode through ``model.apply`` agree for every variant (functional research).
 
-The CPU fast paths of models/conv.py (the kernel and max-pool gradients) are the transposes
-of the forward-mode tangents, so ``jax.jvp``, ``jax.linearize`` and ``jax.jacfwd`` work and
-reverse mode still runs the fast gradients; second order differentiates those gradients.
+The CPU fast paths of models/conv.py (the kernel and max-pool gradients, traced inside
+``conv.fast_gradients()``, as the train step is) are the transposes of the forward-mode
+tangents, so ``jax.jvp``, ``jax.linearize`` and ``jax.jacfwd`` work and reverse mode still
+runs the fast gradients; second order differentiates those gradients.
 """
 
 import jax
@@ -15,6 +16,13 @@ from coseg_jax.models import conv
 from tiny import SIZE, SMALL, images
 
 pytestmark = pytest.mark.slow  # whole models through jvp, jacfwd and Hessians: minutes of compiling (test_conv.py checks the rules fast)
+
+
+@pytest.fixture
+def fast():
+  """The test body traces the fast CPU gradients."""
+  with conv.fast_gradients():
+    yield
 
 
 def random_like(tree, seed):
@@ -31,6 +39,7 @@ def vdot_tree(a, b):
 REFERENCE = dict(decoder_type="reference", encoder_widths=(8, 16, 32, 32, 64))
 
 
+@pytest.mark.usefixtures("fast")
 @pytest.mark.parametrize("attention,options", [
     ("ca", SMALL), ("fca", SMALL), ("csa", SMALL), ("ca_mlp", SMALL), ("none", SMALL),
     pytest.param("ca_mlp", REFERENCE, marks=pytest.mark.slow)])
@@ -58,6 +67,7 @@ def test_forward_mode_equals_reverse_mode(attention, options):
   assert np.isfinite(float(value))
 
 
+@pytest.mark.usefixtures("fast")
 def test_forward_mode_through_training_mode_and_images():
   """Train mode (batch statistics, dropout) and derivatives with respect to the images."""
   model = CoSegNet("csa", **SMALL)
@@ -88,9 +98,9 @@ def test_hessian_vector_product_through_the_model_equals_lax():
   def hvp(params, direction):
     return jax.jvp(jax.grad(score), (params,), (direction,))[1]
   direction = random_like(variables["params"], seed=8)
-  fast = hvp(variables["params"], direction)
-  with conv.lax_autodiff():
-    plain = hvp(variables["params"], direction)
+  with conv.fast_gradients():
+    fast = hvp(variables["params"], direction)
+  plain = hvp(variables["params"], direction)
   assert max(float(jnp.abs(v).max()) for v in jax.tree.leaves(fast)) > 1e-4
   jax.tree.map(lambda a, b: np.testing.assert_allclose(
       a, b, rtol=1e-3, atol=1e-4 * float(jnp.abs(b).max())), fast, plain)

@@ -1,10 +1,12 @@
 """Convolution and 2x2 max-pooling with the same values as lax/flax, and faster CPU gradients.
 
 Both are drop-in: ``nn.Conv(..., conv_general_dilated=conv_general_dilated)`` and
-``max_pool_2x2(x)`` for ``nn.max_pool(x, (2, 2), strides=(2, 2))``. The forward pass is
-the same XLA operation; only the backward pass differs, and only in how it is computed
-(docs/performance.md has the measurements). Both backward rewrites apply on the CPU
-only (``lax.platform_dependent``); on GPUs and TPUs the gradients are XLA's own.
+``max_pool_2x2(x)`` for ``nn.max_pool(x, (2, 2), strides=(2, 2))``. By default they *are*
+the lax/flax operations. Traced inside ``fast_gradients()`` (the train step of
+``train_lib`` is) they give the same values and gradients; only the backward pass
+differs, and only in how it is computed (docs/performance.md has the measurements). Both
+backward rewrites apply on the CPU only (``lax.platform_dependent``); on GPUs and TPUs
+the gradients are XLA's own.
 
 * kernel gradient. XLA:CPU computes dL/dW of a stride-1 convolution as another
   convolution whose window is the whole feature map, 1.5–5x slower than the forward
@@ -21,15 +23,18 @@ only (``lax.platform_dependent``); on GPUs and TPUs the gradients are XLA's own.
   order, the element ``select_and_scatter`` (and torch's MaxPool2d) picks, with
   elementwise operations only.
 
-Forward and reverse mode. Both operations are ``jax.custom_jvp`` functions whose tangent
-is linear in the input tangents; the parts with a fast gradient are ``linear_call``s
-whose declared transpose is that gradient. Forward mode (``jax.jvp``, ``jax.linearize``,
-``jax.jacfwd``) evaluates the tangents (XLA convolutions, elementwise selects); reverse
-mode transposes them and so runs the fast gradients above, compiled to the same program
-as a ``custom_vjp`` would give. Second-order derivatives (``jax.hessian``, grad of grad)
-differentiate the fast gradients once more: JAX's ``linear_call`` JVP is extended here to
-tangents of its non-linear operand (``_jvp_linear_call``), and the gradients are plain
-JAX functions. ``lax_autodiff()`` traces the plain lax/flax operations instead.
+Forward and reverse mode. Inside ``fast_gradients()`` both operations are
+``jax.custom_jvp`` functions whose tangent is linear in the input tangents; the parts with
+a fast gradient are ``linear_call``s whose declared transpose is that gradient. Forward
+mode (``jax.jvp``, ``jax.linearize``, ``jax.jacfwd``) evaluates the tangents (XLA
+convolutions, elementwise selects); reverse mode transposes them and so runs the fast
+gradients above, compiled to the same program as a ``custom_vjp`` would give.
+Second-order derivatives (``jax.hessian``, grad of grad) differentiate the fast gradients
+once more. Two of these need rules JAX lacks: a batching rule for ``linear_call``
+(``jax.jacfwd``, ``jax.vmap``) and a JVP for tangents of its non-linear operands
+(``_jvp_linear_call``). ``fast_gradients()`` puts them in JAX's tables while it is active
+and puts the previous entries back when it exits; importing this module changes nothing
+in JAX (``tests/test_import_state.py``).
 
 Anything other than an NHWC/HWIO 2-D convolution with unit strides and dilations, one
 feature group and "VALID" or explicit padding of at most k - 1 falls back to
@@ -39,12 +44,13 @@ feature group and "VALID" or explicit padding of at most k - 1 falls back to
 import contextlib
 import contextvars
 import functools
+import threading
 
 import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
-from jax._src import custom_derivatives  # linear_call_p, to batch it
+from jax._src import custom_derivatives  # linear_call_p, for fast_gradients()' rules
 from jax.custom_derivatives import SymbolicZero, linear_call
 from jax.extend.core import jaxpr_as_fun
 from jax.interpreters import ad, batching
@@ -54,20 +60,71 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 # per core). Bands of 100k–400k elements measured best, within ~10% of each other; whole
 # images (0.4–3.2M elements) up to 1.3x slower, the whole batch at once up to 2.7x.
 BLOCK_ELEMENTS = 2**18
+_LINEAR_CALL = custom_derivatives.linear_call_p
 
 
-_LAX_AUTODIFF = contextvars.ContextVar("lax_autodiff", default=False)
+_FAST = contextvars.ContextVar("fast_gradients", default=False)
+_ABSENT = object()
+_RULES_LOCK = threading.Lock()
+_rules = {"depth": 0, "saved": []}  # the entries fast_gradients() replaced, to restore
 
 
 @contextlib.contextmanager
-def lax_autodiff():
-  """Within it, models traced use lax convolutions and flax max-pooling (XLA's own
-  gradients, no fast paths): for second-order derivatives. Trace (jit) inside it."""
-  token = _LAX_AUTODIFF.set(True)
+def fast_gradients():
+  """Within it, ``conv_general_dilated`` and ``max_pool_2x2`` trace the fast CPU gradients.
+
+  Outside it they are ``lax.conv_general_dilated`` and ``nn.max_pool`` (XLA's own
+  gradients). What counts is where a function is traced: enter it inside the function
+  given to ``jax.jit`` (``train_lib.train_step`` does), or around its first call; jit
+  caches a trace by function and argument types, not by this context.
+
+  While at least one is active (re-entrant, counted), two ``linear_call`` rules are in
+  JAX's tables: a batching rule (``jax.vmap``, ``jax.jacfwd``) and a JVP that also takes
+  tangents of the non-linear operands (second-order derivatives); the entries they
+  replaced are put back when the outermost one exits. The rules are used while tracing
+  only, so restoring them is safe for programs already traced, but transformations
+  applied later to such a program (``jax.vmap`` or a second derivative of a jitted train
+  step) must run inside it too. The tables are global: another thread tracing at the
+  same time sees the rules as well.
+  """
+  _install_rules()
+  token = _FAST.set(True)
   try:
     yield
   finally:
-    _LAX_AUTODIFF.reset(token)
+    _FAST.reset(token)
+    _restore_rules()
+
+
+def _install_rules():
+  """Puts the ``linear_call`` rules in JAX's tables (the batching rule only where JAX has none)."""
+  with _RULES_LOCK:
+    _rules["depth"] += 1
+    if _rules["depth"] > 1:
+      return
+    tables = [(ad.primitive_jvps, _jvp_linear_call)]
+    if _LINEAR_CALL not in batching.fancy_primitive_batchers:
+      tables.append((batching.fancy_primitive_batchers, _batch_linear_call))
+    _rules["saved"] = [(table, table.get(_LINEAR_CALL, _ABSENT), rule) for table, rule in tables]
+    for table, _, rule in _rules["saved"]:
+      table[_LINEAR_CALL] = rule
+
+
+def _restore_rules():
+  """Puts back the entries ``_install_rules`` replaced, once the outermost context exits;
+  an entry someone else replaced meanwhile is left as it is."""
+  with _RULES_LOCK:
+    _rules["depth"] -= 1
+    if _rules["depth"]:
+      return
+    for table, previous, rule in _rules["saved"]:
+      if table.get(_LINEAR_CALL) is not rule:
+        continue
+      if previous is _ABSENT:
+        del table[_LINEAR_CALL]
+      else:
+        table[_LINEAR_CALL] = previous
+    _rules["saved"] = []
 
 
 def _is_nhwc(dimension_numbers, ndim):
@@ -198,7 +255,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """
   if isinstance(padding, str) and padding.upper() == "VALID":
     padding = ((0, 0),) * (lhs.ndim - 2)
-  fast = (not _LAX_AUTODIFF.get() and _is_nhwc(dimension_numbers, lhs.ndim)
+  fast = (_FAST.get() and _is_nhwc(dimension_numbers, lhs.ndim)
           and _unit(window_strides) and _unit(lhs_dilation) and _unit(rhs_dilation)
           and feature_group_count == 1 and batch_group_count == 1 and preferred_element_type is None and precision is None
           and not isinstance(padding, str) and lhs.dtype == rhs.dtype)
@@ -214,10 +271,16 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   return conv2d(lhs, rhs, padding)
 
 
-def _batch_linear_call(args, dims, *, callee, transpose_thunk, num_callee_consts, num_res):
+def _batch_linear_call(axis_data, args, dims, *, callee, transpose_thunk, num_callee_consts,
+                       num_res):
   """vmap of a ``linear_call`` (which JAX does not batch): a ``linear_call`` of the vmapped
   function and its vmapped transpose, every linear operand batched along axis 0."""
-  size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+  params = dict(callee=callee, transpose_thunk=transpose_thunk,
+                num_callee_consts=num_callee_consts, num_res=num_res)
+  if all(d is None for d in dims):
+    outs = _LINEAR_CALL.bind(*args, **params)
+    return outs, [None] * len(outs)
+  size = axis_data.size
   num_fixed = num_callee_consts + num_res
   fixed, fixed_dims = args[:num_fixed], dims[:num_fixed]
   linear = [jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
@@ -235,11 +298,7 @@ def _batch_linear_call(args, dims, *, callee, transpose_thunk, num_callee_consts
   return outs, [0] * len(outs)
 
 
-if custom_derivatives.linear_call_p not in batching.fancy_primitive_batchers:
-  batching.primitive_batchers[custom_derivatives.linear_call_p] = _batch_linear_call
-
-
-_JAX_LINEAR_CALL_JVP = ad.primitive_jvps[custom_derivatives.linear_call_p]
+_JAX_LINEAR_CALL_JVP = ad.primitive_jvps[_LINEAR_CALL]
 
 
 def _jvp_linear_call(primals, tangents, **params):
@@ -254,18 +313,15 @@ def _jvp_linear_call(primals, tangents, **params):
   fixed = params["num_callee_consts"] + params["num_res"]
   if all(type(t) is ad.Zero for t in tangents[:fixed]):
     return _JAX_LINEAR_CALL_JVP(primals, tangents, **params)
-  primals_out = custom_derivatives.linear_call_p.bind(*primals, **params)
+  primals_out = _LINEAR_CALL.bind(*primals, **params)
   callee, linear = jaxpr_as_fun(params["callee"]), primals[fixed:]
   _, tangents_out = jax.jvp(lambda *res: callee(*res, *linear), tuple(primals[:fixed]),
                             tuple(ad.instantiate_zeros(t) for t in tangents[:fixed]))
   if not all(type(t) is ad.Zero for t in tangents[fixed:]):
-    lin = custom_derivatives.linear_call_p.bind(
+    lin = _LINEAR_CALL.bind(
         *primals[:fixed], *[ad.instantiate_zeros(t) for t in tangents[fixed:]], **params)
     tangents_out = [a + b for a, b in zip(tangents_out, lin)]
   return primals_out, tangents_out
-
-
-ad.primitive_jvps[custom_derivatives.linear_call_p] = _jvp_linear_call
 
 
 def _pool(x):
@@ -275,7 +331,7 @@ def _pool(x):
 
 def max_pool_2x2(x):
   """``nn.max_pool(x, (2, 2), strides=(2, 2))`` of NHWC ``x``, with the gradient above."""
-  if _LAX_AUTODIFF.get() or x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2:
+  if not _FAST.get() or x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2:
     return nn.max_pool(x, (2, 2), strides=(2, 2))
   return _max_pool_even(x)
 
