@@ -26,7 +26,7 @@ import tqdm
 
 from coseg_jax import group, metrics, sod_metrics
 from coseg_jax.constants import THRESHOLD
-from coseg_jax.data import pipeline, views
+from coseg_jax.data import resize, views
 
 TARGETS = ("own", "pasted")  # the target object of each of a composite's two pairs
 TRIES = 5  # donors tried per image before it is left out (the paste found no place)
@@ -105,7 +105,7 @@ def _composite(groups, items, donors, k, size, rng):
   """(image, labels, donor item) of item ``k`` with the object of one of ``donors``
   (items of the other groups), or None."""
   g, i = items[k]
-  base_mask = pipeline.resize_mask(groups[g]["masks"][i], size).astype(bool)
+  base_mask = resize.resize_mask(groups[g]["masks"][i], size).astype(bool)
   for _ in range(TRIES):
     donor = donors[rng.integers(len(donors))]
     h, j = items[donor]

@@ -35,7 +35,7 @@ import tqdm
 
 from coseg_jax import cli, evaluate, group, pictures, plots, sod_metrics
 from coseg_jax.data import folders, images
-from coseg_jax.data.pipeline import resize_image
+from coseg_jax.data.resize import resize_image
 from coseg_jax.models import CoSegNet
 from coseg_jax.models.attention import REDUCTIONS
 from coseg_jax.constants import STRIDE, THRESHOLD

@@ -11,6 +11,7 @@ pytest.importorskip("array_record", reason="the [tfds] extra is not installed")
 
 from coseg_jax.data import folders  # pylint: disable=g-import-not-at-top
 from coseg_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+from coseg_jax.data import resize  # pylint: disable=g-import-not-at-top
 from coseg_jax.data import tfds_coseg  # pylint: disable=g-import-not-at-top
 from coseg_jax.data import voc  # pylint: disable=g-import-not-at-top
 from conftest import shared_data_dir  # pylint: disable=g-import-not-at-top
@@ -25,8 +26,8 @@ def _config(name, data_dir, **overrides):
 
 
 def _resized_pair(sample, size):
-  return {k: (pipeline.resize_image(v, size) if k.startswith("image") else
-              pipeline.resize_mask(v, size) if k.startswith("mask") else v)
+  return {k: (resize.resize_image(v, size) if k.startswith("image") else
+              resize.resize_mask(v, size) if k.startswith("mask") else v)
           for k, v in sample.items()}
 
 

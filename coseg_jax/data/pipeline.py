@@ -35,12 +35,12 @@ import math
 import grain
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from coseg_jax.constants import DATASETS, IGNORE
 from coseg_jax.data import folders
 from coseg_jax.data import synthetic
 from coseg_jax.data import voc
+from coseg_jax.data import resize
 
 SPLITS = ("train", "val", "test")
 
@@ -170,29 +170,14 @@ def pair_source(data_config, split):
   return folders.FolderPairs.from_dataset(dataset)
 
 
-def resize_image(image, size):
-  """uint8 [H, W, 3] -> uint8 [size, size, 3], bilinear."""
-  if image.shape[:2] == (size, size):
-    return image
-  return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
-
-
-def resize_mask(mask, size):
-  """uint8 or bool [H, W] -> same dtype [size, size], nearest neighbour."""
-  if mask.shape == (size, size):
-    return mask
-  resized = Image.fromarray(mask.astype(np.uint8)).resize((size, size), Image.Resampling.NEAREST)
-  return np.asarray(resized).astype(mask.dtype)
-
-
 def _example(source, size, index):
   """Pair ``index`` of ``source`` resized, as uint8 images and masks."""
   sample = source[index]
   return {
-      "image_a": resize_image(sample["image_a"], size),
-      "image_b": resize_image(sample["image_b"], size),
-      "mask_a": resize_mask(sample["mask_a"], size),
-      "mask_b": resize_mask(sample["mask_b"], size),
+      "image_a": resize.resize_image(sample["image_a"], size),
+      "image_b": resize.resize_image(sample["image_b"], size),
+      "mask_a": resize.resize_mask(sample["mask_a"], size),
+      "mask_b": resize.resize_mask(sample["mask_b"], size),
       "index": np.int32(index),
       "valid": np.bool_(True),
   }
@@ -279,7 +264,7 @@ def build(data_config, *, split, batch_size, seed, shard_index=0, shard_count=1)
 
 def _with_inputs(group, size):
   """Adds ``inputs``: the group's images resized to S x S, uint8 [N, S, S, 3]."""
-  group["inputs"] = np.stack([resize_image(image, size) for image in group["images"]])
+  group["inputs"] = np.stack([resize.resize_image(image, size) for image in group["images"]])
   return group
 
 

@@ -40,9 +40,10 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from coseg_jax.constants import IGNORE
 from coseg_jax.data import folders
 from coseg_jax.data import images
-from coseg_jax.data import pipeline
+from coseg_jax.data import resize
 from coseg_jax.data import voc
 
 SIZES = (64, 128, 256, 512)
@@ -102,8 +103,8 @@ class Voc2012Coseg(tfds.core.GeneratorBasedBuilder):
       image, labels = voc.read_example(root, image_id)
       classes = np.zeros(len(voc.CLASS_NAMES), bool)
       classes[[c - 1 for c in index[image_id]]] = True
-      yield f"{n:07d}", {"id": image_id, "image": pipeline.resize_image(image, size),
-                         "labels": pipeline.resize_mask(labels, size), "classes": classes}
+      yield f"{n:07d}", {"id": image_id, "image": resize.resize_image(image, size),
+                         "labels": resize.resize_mask(labels, size), "classes": classes}
 
 
 class CosegFolder(tfds.core.GeneratorBasedBuilder):
@@ -140,11 +141,11 @@ class CosegFolder(tfds.core.GeneratorBasedBuilder):
       loaded = folders.load_group(group)
       masks = loaded["masks"] or [None] * len(loaded["images"])
       for name, image, mask in zip(loaded["files"], loaded["images"], masks):
-        full = (np.full(image.shape[:2], pipeline.IGNORE, np.uint8) if mask is None
+        full = (np.full(image.shape[:2], IGNORE, np.uint8) if mask is None
                 else mask.astype(np.uint8))
         yield f"{n:07d}", {"group": group.name, "file": name,
-                           "image": pipeline.resize_image(image, size),
-                           "mask": pipeline.resize_mask(full, size), "full_mask": full}
+                           "image": resize.resize_image(image, size),
+                           "mask": resize.resize_mask(full, size), "full_mask": full}
         n += 1
 
 
@@ -308,7 +309,7 @@ def iterate_groups(config):
     yield {"name": name, "files": list(files), "images": stored_images,
            "masks": [r["full_mask"].astype(bool) for r in group]
            if stored.metadata["has_masks"] else None,
-           "inputs": np.stack([pipeline.resize_image(image, config.image_size)
+           "inputs": np.stack([resize.resize_image(image, config.image_size)
                                 for image in stored_images])}
 
 

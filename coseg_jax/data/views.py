@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
-from coseg_jax.data import pipeline
+from coseg_jax.data import resize
 
 NONE = -1  # no pasted object
 OWN, PASTED = 1, 2  # label values
@@ -86,7 +86,7 @@ def _box(mask):
 
 def _resized(image, mask, size):
   """uint8 image -> [S, S, 3] (bilinear), bool mask -> [S, S] (nearest)."""
-  return pipeline.resize_image(image, size), pipeline.resize_mask(mask, size)
+  return resize.resize_image(image, size), resize.resize_mask(mask, size)
 
 
 def _random_crop(image, mask, rng, min_scale):
