@@ -99,10 +99,7 @@ NUMERIC_CHECKS = (
     ("train.adam_eps", lambda v: np.isfinite(v) and v > 0, "a positive number"),
     ("train.weight_decay", lambda v: np.isfinite(v) and v >= 0, "a number >= 0"),
     ("train.foreground_weight", lambda v: np.isfinite(v) and v > 0, "a positive number"),
-    ("data.view_copastes", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     ("data.view_negatives", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
-    ("data.view_permute", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
-    ("data.view_shared", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
     ("train.log_every", lambda v: _is_int(v) and v > 0, "a positive integer"),
     ("train.eval_every", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = at the end)"),
     ("train.checkpoint_every", lambda v: _is_int(v) and v > 0, "a positive integer"),
@@ -230,11 +227,9 @@ def build_view_pairs(config, model, variables):
   dataset = pipeline.folder_dataset(data)
   view_config = views.ViewConfig.from_data_config(data, config.seed)
   rendered, features = feature_cache.view_features(dataset, view_config, model, variables,
-                                                   data.view_cache_dir, data.view_copastes)
+                                                   data.view_cache_dir)
   return views.PairSampler(rendered, features, batch_size=config.batch_size, seed=config.seed,
-                           negatives=data.view_negatives, permute=data.view_permute,
-                           shared=data.view_shared,
-                           shard_index=jax.process_index(),
+                           negatives=data.view_negatives, shard_index=jax.process_index(),
                            shard_count=jax.process_count())
 
 

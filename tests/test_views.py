@@ -182,38 +182,3 @@ def test_views_need_a_cached_frozen_encoder(tmp_path):
   config.train.cache_features = False
   with pytest.raises(ValueError, match="data.views"):
     train_lib.validate_config(config)
-
-
-def test_shared_pastes_pair_two_images_on_a_thing_of_no_class(groups):
-  config = views.ViewConfig(size=SIZE, crops=0, composites=0)
-  shared = views.render_copastes(groups, config, 4)
-  assert len(shared.labels) == 8  # each shared paste in two views
-  np.testing.assert_array_equal(shared.pasted, np.repeat(np.arange(4) + len(groups), 2))
-  assert np.all(shared.source[::2] != shared.source[1::2])  # two different images
-  for i in range(0, 8, 2):  # the same content: similar mean colour of the pasted pixels
-    colours = [shared.images[k][shared.labels[k] == views.PASTED].mean(0) for k in (i, i + 1)]
-    assert np.abs(colours[0] - colours[1]).max() < 40
-  both = views.concat(views.render(groups, config), shared)
-  assert both.images.shape[0] == 9 * 2 + 8
-  run = sampler(both, shared=1.0, batch_size=8)
-  batch = next(run)
-  a = batch["features_a"][:, 0, 0, 0].astype(int)
-  b = batch["features_b"][:, 0, 0, 0].astype(int)
-  assert np.all(both.pasted[a] >= len(groups)) and np.all(both.pasted[a] == both.pasted[b])
-  for k in range(8):  # the target is the shared thing (and the own object if one group)
-    expected = both.labels[a[k]] == views.PASTED
-    if both.own[a[k]] == both.own[b[k]]:
-      expected |= both.labels[a[k]] == views.OWN
-    np.testing.assert_array_equal(batch["mask_a"][k], expected)
-
-
-def test_permuted_pairs_shuffle_channels_alike(groups):
-  v = views.render(groups, views.ViewConfig(size=SIZE, crops=0, composites=0))
-  features = np.random.default_rng(0).normal(size=(len(v.labels), 2, 2, 16)).astype(np.float16)
-  plain = next(views.PairSampler(v, features, batch_size=4, seed=3))
-  shuffled = next(views.PairSampler(v, features, batch_size=4, seed=3, permute=1.0))
-  for k in range(4):
-    order = [int(np.flatnonzero(np.all(plain["features_a"][k] == c[..., None], axis=(0, 1)))[0])
-             for c in np.moveaxis(shuffled["features_a"][k], -1, 0)]
-    np.testing.assert_array_equal(shuffled["features_b"][k], plain["features_b"][k][..., order])
-    assert order != list(range(16))

@@ -76,9 +76,6 @@ def default_config():
   config.view_composites = 2  # per image: another group's object pasted in (a distractor)
   config.view_min_scale = 0.4  # smallest crop, as a fraction of the image's area
   config.view_negatives = 0.0  # fraction of training pairs with no group in common
-  config.view_permute = 0.0  # fraction of pairs whose channels are shuffled (the same for A, B)
-  config.view_copastes = 0  # shared pastes: a random image region in two images (no class)
-  config.view_shared = 0.0  # fraction of training pairs that are shared pastes
   config.view_cache_dir = ""  # where encoded views are kept; "" = ~/.cache/coseg_jax/views
   return config
 
