@@ -63,5 +63,5 @@ def parse_absl_flags(argv):
       key = message(e).strip("'\"")
       given = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
       raise KeyError(f"unknown config key {given[0] if given else key}: no such key in "
-                     "the config (see configs/default.py)") from e
+                     "the config (see coseg_jax/config.py)") from e
   return run(parse, debug="--debug" in argv)

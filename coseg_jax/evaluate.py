@@ -48,6 +48,7 @@ import tqdm
 
 from coseg_jax import (checkpoints, distractors, eval_steps, group, metrics, models, sod_metrics,
                        weights)
+from coseg_jax import config as config_lib
 from coseg_jax.constants import STRIDE, THRESHOLD
 from coseg_jax.data import folders, pipeline
 from coseg_jax.parallel import Sharding, build_data
@@ -69,7 +70,8 @@ RELEASED_IMAGE_SIZE = 512  # the released reference checkpoints were trained at 
 
 # ----------------------------------------------------------------------------- loading
 def read_config(run_dir):
-  """The training config saved as ``<run_dir>/config.json`` -> ``ml_collections.ConfigDict``."""
+  """The training config saved as ``<run_dir>/config.json`` -> ``ml_collections.ConfigDict``
+  with today's keys (``coseg_jax.config.migrate``: older runs have flat data keys)."""
   path = pathlib.Path(run_dir) / "config.json"
   if not path.is_file():
     raise FileNotFoundError(f"run config not found: {path} (train.py writes it; or pass the "
@@ -79,7 +81,7 @@ def read_config(run_dir):
   if "config" not in saved:
     raise ValueError(f"{path} has no 'config' key (keys: {sorted(saved)}); is it a coseg_jax "
                      "run config?")
-  return ml_collections.ConfigDict(saved["config"])
+  return ml_collections.ConfigDict(config_lib.migrate(saved["config"]))
 
 
 def _flatten(tree):
@@ -285,14 +287,15 @@ def check_groups(data_config, modes):
   if not set(modes) & set(GROUP_MODES + DISTRACTOR_MODES):
     return
   if data_config.dataset == "synthetic":
-    if "pairwise" in modes and data_config.group_size < 2:
+    if "pairwise" in modes and data_config.synthetic.group_size < 2:
       raise ValueError(f"mode pairwise needs at least 2 images per group; config.data."
-                       f"group_size = {data_config.group_size}")
+                       f"synthetic.group_size = {data_config.synthetic.group_size}")
     return
   if data_config.dataset != "folder":  # a TFDS dataset was checked when it was built
     return
-  dataset = folders.scan(data_config.root, layout=data_config.layout,
-                         groups=data_config.groups or None, on_mismatch=data_config.on_mismatch)
+  dataset = folders.scan(data_config.root, layout=data_config.folder.layout,
+                         groups=data_config.groups or None,
+                         on_mismatch=data_config.folder.on_mismatch)
   unscored = [g.name for g in dataset.groups if g.masks is None]
   if unscored:
     raise ValueError(f"groups {unscored} of {data_config.root} have no masks, so they cannot "
@@ -313,7 +316,7 @@ def dataset_name(data_config):
   if data_config.dataset == "folder":
     return pathlib.Path(data_config.root).expanduser().absolute().name
   if data_config.dataset == "tfds":
-    return data_config.tfds_name.replace("/", "_")
+    return data_config.tfds.name.replace("/", "_")
   return data_config.dataset
 
 
@@ -357,7 +360,8 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
     raise ValueError(f"{found.path} is a released checkpoint without a run config: give the "
                      "experiment config with --config (e.g. configs/reference_ca.py)")
   config, model, variables, read = load_checkpoint(found, config, warn=log)
-  data_config = pipeline.resolve_config(config.data)
+  config_lib.validate(config, training=False)
+  data_config = config.data
   modes = resolve_modes(pipeline.dataset_kind(data_config), modes)
   check_groups(data_config, modes)
   writer = map_writer(save_maps, method, data_config, modes)

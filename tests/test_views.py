@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from coseg_jax import config as config_lib
 from coseg_jax import feature_cache, train_lib
 from coseg_jax.data import folders, views
 
@@ -67,8 +68,6 @@ def test_views_count_labels_and_determinism(groups):
 def test_composites_need_two_groups(groups):
   with pytest.raises(ValueError, match="at least two groups"):
     views.render(groups[:1], views.ViewConfig(size=SIZE, composites=1))
-  with pytest.raises(ValueError, match=r"config.data.view_min_scale = 0 is invalid"):
-    views.ViewConfig(size=SIZE, min_scale=0)
 
 
 def test_targets_keep_only_what_the_partner_shows():
@@ -124,11 +123,11 @@ def views_config(root, cache_dir, steps=2):
   config.model.attention = "fca"
   config.data.dataset = "folder"
   config.data.root = str(root)
-  config.data.views = True
-  config.data.view_crops = 1
-  config.data.view_composites = 1
-  config.data.view_negatives = 0.25
-  config.data.view_cache_dir = str(cache_dir)
+  config.data.views.enabled = True
+  config.data.views.crops = 1
+  config.data.views.composites = 1
+  config.data.views.negatives = 0.25
+  config.data.views.cache_dir = str(cache_dir)
   config.data.max_eval_pairs = 4
   config.train.freeze_encoder = True
   config.train.cache_features = True
@@ -145,21 +144,21 @@ def test_view_features_are_cached_on_disk(tmp_path):
   dataset = folders.scan(root)
   view_config = views.ViewConfig(size=64, crops=1, composites=1)
   built, features = feature_cache.view_features(dataset, view_config, model,
-                                                {"params": variables}, config.data.view_cache_dir)
+                                                {"params": variables}, config.data.views.cache_dir)
   files = sorted((tmp_path / "cache").iterdir())
   assert len(files) == 1 and files[0].suffix == ".npz"
   assert features.dtype == np.float16 and features.shape == (len(built.labels), 2, 2, 16)
   direct = feature_cache.encode_images(model, {"params": variables}, built.images[:3])
   np.testing.assert_array_equal(features[:3], direct)
   read, cached = feature_cache.view_features(dataset, view_config, model, {"params": variables},
-                                             config.data.view_cache_dir)
+                                             config.data.views.cache_dir)
   assert read.images is None
   np.testing.assert_array_equal(cached, features)
   np.testing.assert_array_equal(read.labels, built.labels)
   assert sorted((tmp_path / "cache").iterdir()) == files  # read, not rebuilt
   other = views.ViewConfig(size=64, crops=0, composites=1)
   feature_cache.view_features(dataset, other, model, {"params": variables},
-                              config.data.view_cache_dir)
+                              config.data.views.cache_dir)
   assert len(list((tmp_path / "cache").iterdir())) == 2  # other views: another cache
 
 
@@ -180,5 +179,5 @@ def test_training_on_views_trains_the_decoder_only(tmp_path):
 def test_views_need_a_cached_frozen_encoder(tmp_path):
   config = views_config(tmp_path, tmp_path / "cache")
   config.train.cache_features = False
-  with pytest.raises(ValueError, match="data.views"):
-    train_lib.validate_config(config)
+  with pytest.raises(ValueError, match=r"config\.data\.views\.enabled=True needs"):
+    config_lib.validate(config)

@@ -30,7 +30,7 @@ Build (``voc2012_coseg`` has a config per size in ``SIZES``, and takes any other
       --manual_dir /data/iCoseg --data_dir ~/tensorflow_datasets
 
 then train or evaluate with ``--config.data.dataset=tfds
---config.data.tfds_name=voc2012_coseg/512 --config.data.tfds_data_dir=~/tensorflow_datasets``.
+--config.data.tfds.name=voc2012_coseg/512 --config.data.tfds.data_dir=~/tensorflow_datasets``.
 """
 
 import argparse
@@ -207,7 +207,7 @@ def load(name, data_dir=""):
       raise FileNotFoundError("not built")
   except (FileNotFoundError, ValueError, tfds.core.registered.DatasetNotFoundError) as e:
     raise images.MissingDataError(
-        f"config.data.tfds_name={name!r}: no such built TFDS dataset in {location} ({e}); "
+        f"config.data.tfds.name={name!r}: no such built TFDS dataset in {location} ({e}); "
         "build it with python -m coseg_jax.data.tfds_coseg (see docs/data.md)") from e
   metadata = dict(builder.info.metadata)
   return Stored(name, metadata, builder)
@@ -272,13 +272,13 @@ class TfdsPairs:
 
 def pair_source(config, split):
   """``TfdsPairs`` of ``split`` for a resolved ``config.data`` with dataset "tfds"."""
-  stored = load(config.tfds_name, config.tfds_data_dir)
+  stored = load(config.tfds.name, config.tfds.data_dir)
   records = stored.split(split, skip=() if stored.kind == "voc" else ("full_mask",))
   if stored.kind == "voc":
-    if stored.metadata["split_seed"] != config.voc_split_seed:
-      raise ValueError(f"config.data.voc_split_seed={config.voc_split_seed}: {stored.name} was "
+    if stored.metadata["split_seed"] != config.voc.split_seed:
+      raise ValueError(f"config.data.voc.split_seed={config.voc.split_seed}: {stored.name} was "
                        f"built with the val/test split seed {stored.metadata['split_seed']}")
-    pairs_file = f"{config.voc_pairs_dir}/{split}.txt" if config.voc_pairs_dir else None
+    pairs_file = f"{config.voc.pairs_dir}/{split}.txt" if config.voc.pairs_dir else None
     ids, index, pairs = voc_pairs(stored, split, pairs_file)
     return TfdsPairs(records, pairs, tuple(ids), tuple(index[i] for i in ids))
   names = tuple(f"{g}/{f}" for g, files in zip(stored.metadata["groups"], stored.metadata["files"])
@@ -287,8 +287,8 @@ def pair_source(config, split):
 
 
 def kind(config):
-  """"voc" or "folder": what the built dataset of ``config.tfds_name`` holds."""
-  return load(config.tfds_name, config.tfds_data_dir).kind
+  """"voc" or "folder": what the built dataset of ``config.tfds.name`` holds."""
+  return load(config.tfds.name, config.tfds.data_dir).kind
 
 
 def iterate_groups(config):
@@ -297,9 +297,9 @@ def iterate_groups(config):
   ``images`` are the stored S x S images; ``masks`` are at the files' original size
   (None for a layout without masks); ``inputs`` are resized to ``config.image_size``.
   """
-  stored = load(config.tfds_name, config.tfds_data_dir)
+  stored = load(config.tfds.name, config.tfds.data_dir)
   if stored.kind != "folder":
-    raise ValueError(f"config.data.tfds_name={stored.name!r} holds VOC 2012 pairs, which have "
+    raise ValueError(f"config.data.tfds.name={stored.name!r} holds VOC 2012 pairs, which have "
                      "no groups; use a coseg_folder dataset")
   records, start = stored.split(FOLDER_SPLIT), 0
   for name, files in zip(stored.metadata["groups"], stored.metadata["files"]):
@@ -329,8 +329,8 @@ def main(argv=None):
                  name=args.name, layout=args.layout, on_mismatch=args.on_mismatch)
   except (ValueError, FileNotFoundError) as e:
     parser.exit(2, f"error: {e}\n")
-  print(f"built {name}: --config.data.dataset=tfds --config.data.tfds_name={name}"
-        + (f" --config.data.tfds_data_dir={args.data_dir}" if args.data_dir else ""))
+  print(f"built {name}: --config.data.dataset=tfds --config.data.tfds.name={name}"
+        + (f" --config.data.tfds.data_dir={args.data_dir}" if args.data_dir else ""))
 
 
 if __name__ == "__main__":

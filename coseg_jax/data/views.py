@@ -39,31 +39,18 @@ TRIES = 20
 
 @dataclasses.dataclass(frozen=True)
 class ViewConfig:
-  """What views each image gives (``config.data.view_*``)."""
+  """What views each image gives (``config.data.views``, checked by ``coseg_jax.config``)."""
   size: int
   crops: int = 2
   composites: int = 2
   min_scale: float = 0.4
   seed: int = 0
 
-  def __post_init__(self):
-    """Refuses a bad value, naming its ``config.data.view_*`` key (the one check of them)."""
-    def count(value):
-      return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
-    for name, ok, expected in (
-        ("crops", count(self.crops), "an integer >= 0"),
-        ("composites", count(self.composites), "an integer >= 0"),
-        ("min_scale", isinstance(self.min_scale, (int, float)) and 0 < self.min_scale <= 1,
-         "a number in (0, 1]")):
-      if not ok:
-        raise ValueError(f"config.data.view_{name} = {getattr(self, name)!r} is invalid: "
-                         f"expected {expected}")
-
   @classmethod
   def from_data_config(cls, data_config, seed):
-    return cls(size=int(data_config.image_size), crops=data_config.view_crops,
-               composites=data_config.view_composites, min_scale=data_config.view_min_scale,
-               seed=int(seed))
+    settings = data_config.views
+    return cls(size=int(data_config.image_size), crops=settings.crops,
+               composites=settings.composites, min_scale=settings.min_scale, seed=int(seed))
 
 
 @dataclasses.dataclass
@@ -175,7 +162,7 @@ def render(groups, config):
   Deterministic given ``config.seed``. Composites need at least two groups.
   """
   if config.composites and len(groups) < 2:
-    raise ValueError("config.data.view_composites > 0 needs at least two groups (the pasted "
+    raise ValueError("config.data.views.composites > 0 needs at least two groups (the pasted "
                      f"object comes from another group); got {len(groups)}")
   items = _items(groups)
   rng = np.random.default_rng(config.seed)
