@@ -15,13 +15,14 @@ paper's decoder are timed in the same run, on the same weights and batch:
 import argparse
 import contextlib
 import functools
+import pathlib
 
 import flax.linen as nn
 import jax
 import numpy as np
 
 from bench.common import median_seconds, write_json
-from configs import cpu_frozen
+from coseg_jax import config as config_lib
 from coseg_jax import models
 from coseg_jax.training import trainer as train_lib
 from coseg_jax.models import conv, decoder
@@ -52,7 +53,7 @@ def formulation_of(name):
 
 def step_seconds(dtype, size, batch_size, repeats):
   """Median seconds of one jitted training step on random features (traced inside)."""
-  config = cpu_frozen.get_config()
+  config = config_lib.load_file(pathlib.Path(__file__).parents[1] / "configs" / "cpu_frozen.py")
   config.model.dtype, config.data.image_size, config.batch_size = dtype, size, batch_size
   model = models.build(config.model)
   state = train_lib.create_state(config, model, jax.random.key(0))

@@ -41,9 +41,9 @@ from jax import lax
 import numpy as np
 
 from bench.common import print_table, write_json
+from coseg_jax import config as config_lib
 from coseg_jax import losses, models
 from coseg_jax.training import trainer as train_lib
-from configs import default as default_config
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 ATTENTIONS = ("ca", "fca", "csa")
@@ -51,7 +51,7 @@ MODES = ("forward", "train")
 
 
 def make_config(attention, image_size, batch_size, dtype="float32"):
-  config = default_config.get_config()
+  config = config_lib.default_config()
   config.model.attention = attention
   config.model.dtype = dtype
   config.data.image_size = image_size

@@ -41,7 +41,7 @@ def tfds_settings(root, image_size, data_dir):
   """config.data of ``root`` built as a TFDS dataset at ``image_size`` (built once, reused)."""
   from coseg_jax.data import tfds_coseg  # pylint: disable=g-import-not-at-top
   name = tfds_coseg.build("coseg_folder", root, data_dir, size=image_size, name=root.name)
-  return {"dataset": "tfds", "tfds_name": name, "tfds_data_dir": data_dir}
+  return {"dataset": "tfds", "tfds": {"name": name, "data_dir": data_dir}}
 
 
 def measure(config, batch_size, batches, warmup):
@@ -58,14 +58,14 @@ def measure(config, batch_size, batches, warmup):
 
 def train_step_seconds(image_size, batch_size, repeats=2):
   """Median seconds of one jitted train step of the default (paper) model on random data."""
-  from configs import default  # pylint: disable=g-import-not-at-top
+  from coseg_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from coseg_jax import models  # pylint: disable=g-import-not-at-top
   from coseg_jax.training import trainer as train_lib  # pylint: disable=g-import-not-at-top
-  config = default.get_config()
+  config = config_lib.default_config()
   config.data.image_size = image_size
   model = models.build(config.model)
   state = train_lib.create_state(config, model, jax.random.key(0))
-  batch = next(pipeline.build({"image_size": image_size}, split="train",
+  batch = next(pipeline.build({"dataset": "synthetic", "image_size": image_size}, split="train",
                               batch_size=batch_size, seed=0))
   batch = {k: batch[k] for k in ("image_a", "image_b", "mask_a", "mask_b")}
   step = jax.jit(lambda s, b: train_lib.train_step(s, b, model=model, freeze_encoder=False))

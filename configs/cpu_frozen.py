@@ -5,12 +5,12 @@ The paper trains the whole network on VOC 2012 pairs at 512 x 512 (configs/fca.p
 2-core CPU this recipe trains FCA at 256 x 256 (pool5 is 8 x 8) on the ten classes of the
 shared PASCAL-VOC10 co-segmentation set. What it adds (docs/results.md measures each):
 
-* ``data.views``: every image is encoded once in several views (whole, mirrored, scaled
-  crops), so 551 images are not memorised; the features are cached on disk;
+* ``data.views.enabled``: every image is encoded once in several views (whole, mirrored,
+  scaled crops), so 551 images are not memorised; the features are cached on disk;
 * composites: an object of another class pasted into a view; it is background when the
   partner image shows the view's own class and the target when the partner shows the
   pasted class, so only what the two images share is foreground;
-* ``data.view_negatives``: pairs with nothing in common (both targets empty).
+* ``data.views.negatives``: pairs with nothing in common (both targets empty).
 
   python train.py --config configs/cpu_frozen.py --workdir runs/cpu_frozen \\
       --config.data.root=../shared/data/pascal_voc10_coseg \\
@@ -23,11 +23,11 @@ to train on five classes, then evaluate the others:
   python eval.py --workdir runs/cpu_frozen --config.data.groups=Bus,Car,Cat,Chair,Cow
 """
 
-from configs import default
+from coseg_jax import config as config_lib
 
 
 def get_config():
-  config = default.get_config()
+  config = config_lib.default_config()
   config.batch_size = 8
   config.model.attention = "fca"  # the paper's best on unseen objects (§4.3)
   config.model.dropout_rate = 0.2
@@ -39,10 +39,10 @@ def get_config():
   config.data.image_size = 256
   config.data.num_threads = 2
   config.data.max_eval_pairs = 64  # validation on a fixed subset of the training pairs
-  config.data.views = True
-  config.data.view_crops = 2
-  config.data.view_composites = 2
-  config.data.view_negatives = 0.1
+  config.data.views.enabled = True
+  config.data.views.crops = 2
+  config.data.views.composites = 2
+  config.data.views.negatives = 0.1
   config.train.freeze_encoder = True
   config.train.cache_features = True
   config.train.num_steps = 600

@@ -4,10 +4,10 @@
       --config.init.vgg16_weights=vgg16-397923af.pth
 """
 
-from configs import default
+from coseg_jax import config as config_lib
 
 
 def get_config():
-  config = default.get_config()
+  config = config_lib.default_config()
   config.model.attention = "csa"
   return config

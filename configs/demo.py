@@ -8,11 +8,11 @@ with BatchNorm and fewer channels, trained from scratch (no download). The paper
 configs (ca/fca/csa.py) stay faithful to §3.5.
 """
 
-from configs import default
+from coseg_jax import config as config_lib
 
 
 def get_config():
-  config = default.get_config()
+  config = config_lib.default_config()
   config.batch_size = 8
   config.model.attention = "csa"
   config.model.encoder_widths = (32, 64, 64, 128, 128)
@@ -23,7 +23,7 @@ def get_config():
   config.data.dataset = "synthetic"
   config.data.image_size = 128  # stride-32 features: 4x4 cells; at 96 px the shapes are too coarse
   config.data.num_threads = 2
-  config.data.num_pairs = 256
+  config.data.synthetic.num_pairs = 256
   config.train.num_steps = 1000
   config.train.learning_rate = 1e-3
   config.train.weight_decay = 0.0

@@ -40,6 +40,15 @@ def parse_threshold(value, name="threshold"):
   return threshold
 
 
+def is_threshold(value):
+  """True for a value ``parse_threshold`` takes."""
+  try:
+    parse_threshold(value)
+  except ValueError:
+    return False
+  return True
+
+
 def adaptive_threshold(probs, cap=ADAPTIVE_CAP):
   """min(mean + std, cap) of a probability map (population std, as ``np.std``)."""
   probs = np.asarray(probs, np.float64)

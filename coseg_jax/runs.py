@@ -17,6 +17,7 @@ import jax
 import ml_collections
 
 from coseg_jax import checkpoints, models, weights
+from coseg_jax import config as config_lib
 from coseg_jax.constants import STRIDE
 from coseg_jax.errors import UserError
 
@@ -24,7 +25,8 @@ RELEASED_IMAGE_SIZE = 512  # the released reference checkpoints were trained at 
 
 
 def read_config(run_dir):
-  """The training config saved as ``<run_dir>/config.json`` -> ``ml_collections.ConfigDict``.
+  """The training config saved as ``<run_dir>/config.json`` -> ``ml_collections.ConfigDict``
+  with today's keys (``coseg_jax.config.migrate``: older runs have flat data keys).
 
   A missing, unreadable or foreign file raises an error naming it.
   """
@@ -41,7 +43,7 @@ def read_config(run_dir):
     keys = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
     raise UserError(f"{path} has no 'config' key (keys: {keys}); is it a coseg_jax run "
                     "config?")
-  return ml_collections.ConfigDict(saved["config"])
+  return ml_collections.ConfigDict(config_lib.migrate(saved["config"]))
 
 
 def check_variables(model, variables, source):

@@ -7,16 +7,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from coseg_jax import config as config_lib
 from coseg_jax.data import pipeline
 from coseg_jax.data import synthetic
 
-SIZE = 24
+SIZE = 32
 
 
 def _config(**overrides):
-  config = pipeline.default_config()
-  config.update(image_size=SIZE, num_categories=4, num_train_pairs=10, num_pairs=10,
-                num_threads=2, prefetch=2)
+  config = config_lib.default_config().data
+  config.update(dataset="synthetic", image_size=SIZE, num_threads=2, prefetch=2,
+                synthetic={"num_categories": 4, "num_train_pairs": 10, "num_pairs": 10})
   config.update(overrides)
   return config
 
@@ -34,8 +35,9 @@ def _assert_same(batches, others):
 
 
 def _source(config, split):
-  return synthetic.SyntheticPairs(config.num_pairs if split != "train" else config.num_train_pairs,
-                                  SIZE, config.num_categories, config.synthetic_seed, split)
+  settings = config.synthetic
+  count = settings.num_pairs if split != "train" else settings.num_train_pairs
+  return synthetic.SyntheticPairs(count, SIZE, settings.num_categories, settings.seed, split)
 
 
 def test_eval_batches_are_uint8_pairs_in_order_then_padded():
@@ -117,9 +119,9 @@ def test_shards_concatenate_to_the_global_batch(split):
 
 
 def test_config_errors_name_the_key():
-  with pytest.raises(ValueError, match="unknown config.data key.*imagesize"):
+  with pytest.raises(ValueError, match="unknown config key config.data.imagesize; known keys"):
     pipeline.build(_config(imagesize=3), split="train", batch_size=2, seed=0)
-  with pytest.raises(ValueError, match="dataset='coco'"):
+  with pytest.raises(ValueError, match="config.data.dataset = 'coco' is invalid"):
     pipeline.build(_config(dataset="coco"), split="train", batch_size=2, seed=0)
   with pytest.raises(ValueError, match="config.data.root is empty"):
     pipeline.build(_config(dataset="voc"), split="train", batch_size=2, seed=0)
@@ -139,15 +141,15 @@ def test_plain_dict_config_and_resizing(tmp_path):
           tmp_path / "images" / group / f"{n}.png")
       Image.fromarray((rng.uniform(size=(height, width)) > 0.5).astype(np.uint8) * 255).save(
           tmp_path / "masks" / group / f"{n}.png")
-  config = {"dataset": "folder", "root": str(tmp_path), "image_size": 16, "num_threads": 1}
+  config = {"dataset": "folder", "root": str(tmp_path), "image_size": 32, "num_threads": 1}
   batches = list(pipeline.build(config, split="test", batch_size=2, seed=0))
   valid = np.concatenate([b["valid"] for b in batches])
   assert valid.sum() == 3 + 1  # all pairs within g1 and g2
   masks = np.concatenate([b["mask_a"] for b in batches])[valid]
-  assert masks.shape == (4, 16, 16) and set(np.unique(masks)) == {0, 1}
+  assert masks.shape == (4, 32, 32) and set(np.unique(masks)) == {0, 1}
   groups = list(pipeline.iterate_groups(ml_collections.ConfigDict(config)))
   assert [g["name"] for g in groups] == ["g1", "g2"]
-  assert groups[0]["inputs"].shape == (3, 16, 16, 3)
+  assert groups[0]["inputs"].shape == (3, 32, 32, 3)
   assert [m.shape for m in groups[0]["masks"]] == [(30, 40), (50, 20), (24, 24)]
   only = {**config, "groups": "g2"}
   assert len(list(pipeline.build(only, split="val", batch_size=1, seed=0))) == 1
@@ -162,7 +164,7 @@ def test_plain_dict_config_and_resizing(tmp_path):
 
 
 def test_synthetic_groups_and_voc_has_none():
-  config = _config(num_groups=2, group_size=3)
+  config = _config(synthetic={"num_groups": 2, "group_size": 3})
   groups = list(pipeline.iterate_groups(config, split="val"))
   assert len(groups) == 2 and groups[0]["inputs"].shape == (3, SIZE, SIZE, 3)
   assert groups[0]["inputs"].dtype == np.uint8 and groups[0]["masks"][0].dtype == bool

@@ -9,8 +9,10 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets", reason="the [tfds] extra is not installed")
 pytest.importorskip("array_record", reason="the [tfds] extra is not installed")
 
+from coseg_jax import config as config_lib  # pylint: disable=g-import-not-at-top
 from coseg_jax.data import folders  # pylint: disable=g-import-not-at-top
 from coseg_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+from coseg_jax.data import resize  # pylint: disable=g-import-not-at-top
 from coseg_jax.data import tfds_coseg  # pylint: disable=g-import-not-at-top
 from coseg_jax.data import voc  # pylint: disable=g-import-not-at-top
 from conftest import shared_data_dir  # pylint: disable=g-import-not-at-top
@@ -20,13 +22,13 @@ SIZE = 64
 
 
 def _config(name, data_dir, **overrides):
-  return {"dataset": "tfds", "tfds_name": name, "tfds_data_dir": str(data_dir),
+  return {"dataset": "tfds", "tfds": {"name": name, "data_dir": str(data_dir)},
           "image_size": SIZE, "num_threads": 1, **overrides}
 
 
 def _resized_pair(sample, size):
-  return {k: (pipeline.resize_image(v, size) if k.startswith("image") else
-              pipeline.resize_mask(v, size) if k.startswith("mask") else v)
+  return {k: (resize.resize_image(v, size) if k.startswith("image") else
+              resize.resize_mask(v, size) if k.startswith("mask") else v)
           for k, v in sample.items()}
 
 
@@ -58,7 +60,7 @@ def test_voc_builder_needs_no_tensorflow(voc_built):
 @pytest.mark.parametrize("split", voc.SPLITS)
 def test_voc_pairs_images_and_masks_equal_the_voc_reader(voc_built, split):
   devkit, data_dir, name = voc_built
-  config = pipeline.resolve_config(_config(name, data_dir))
+  config = config_lib.resolve_data(_config(name, data_dir))
   ours, reference = pipeline.pair_source(config, split), voc.load_pairs(devkit, split)
   assert [ours.names(i) for i in range(len(ours))] == [
       reference.names(i) for i in range(len(reference))]
@@ -72,10 +74,11 @@ def test_voc_pair_lists_and_split_seed(voc_built, tmp_path):
   voc.export_pairs(devkit, tmp_path / "pairs")
   lines = (tmp_path / "pairs" / "train.txt").read_text().splitlines()
   (tmp_path / "pairs" / "train.txt").write_text("\n".join(lines[:3]) + "\n")
-  config = pipeline.resolve_config(_config(name, data_dir, voc_pairs_dir=str(tmp_path / "pairs")))
+  pairs_dir = str(tmp_path / "pairs")
+  config = config_lib.resolve_data(_config(name, data_dir, voc={"pairs_dir": pairs_dir}))
   assert len(pipeline.pair_source(config, "train")) == 2
-  with pytest.raises(ValueError, match="voc_split_seed=1"):
-    pipeline.pair_source(_config(name, data_dir, voc_split_seed=1), "train")
+  with pytest.raises(ValueError, match=r"voc\.split_seed=1"):
+    pipeline.pair_source(_config(name, data_dir, voc={"split_seed": 1}), "train")
   with pytest.raises(ValueError, match="no groups"):
     next(pipeline.iterate_groups(_config(name, data_dir)))
 
@@ -90,10 +93,10 @@ def test_voc_batches_through_the_pipeline(voc_built):
 
 
 def test_missing_dataset_is_one_clear_error(tmp_path):
-  with pytest.raises(FileNotFoundError, match="tfds_name='voc2012_coseg/128'.*tfds_build"):
+  with pytest.raises(FileNotFoundError, match=r"tfds\.name='voc2012_coseg/128'.*tfds_build"):
     pipeline.pair_source(_config("voc2012_coseg/128", tmp_path), "train")
-  with pytest.raises(ValueError, match="tfds_name is empty"):
-    pipeline.resolve_config({"dataset": "tfds"})
+  with pytest.raises(ValueError, match=r"tfds\.name is empty"):
+    config_lib.resolve_data({"dataset": "tfds"})
 
 
 def _folder_group(root, group, sizes):
@@ -167,7 +170,7 @@ def test_eval_of_a_tfds_folder_equals_the_folder_and_saves_maps(folder_built, tm
   from coseg_jax.evaluators import evaluate, modes as modes_lib, report  # pylint: disable=g-import-not-at-top
   pytest.importorskip("py_sod_metrics", reason="the [sod] extra is not installed")
   data, data_dir, name = folder_built
-  config = test_evaluate.tiny_config(dataset="tfds", tfds_name=name, tfds_data_dir=str(data_dir))
+  config = test_evaluate.tiny_config(dataset="tfds", tfds={"name": name, "data_dir": str(data_dir)})
   test_evaluate.save_random_run(tmp_path / "run", config)
   modes = ["group_mean", "center_box"]
   ours = evaluate.run(workdir=tmp_path / "run", modes=None, threshold="adaptive",
@@ -199,7 +202,7 @@ def real_built(tmp_path_factory):
 @pytest.mark.slow
 def test_real_pascal_voc10_equals_the_folder_reader(real_built):
   root, data_dir, name = real_built
-  config = pipeline.resolve_config(_config(name, data_dir))
+  config = config_lib.resolve_data(_config(name, data_dir))
   ours = pipeline.pair_source(config, "test")
   reference = folders.FolderPairs.from_dataset(folders.scan(root))
   assert [ours.names(i) for i in range(len(ours))] == [
@@ -234,7 +237,7 @@ def test_trains_and_evaluates_from_the_voc_dataset(voc_built, tmp_path):
   from coseg_jax.training import trainer as train_lib  # pylint: disable=g-import-not-at-top
   from coseg_jax.evaluators import evaluate, modes  # pylint: disable=g-import-not-at-top
   _, data_dir, name = voc_built
-  config = test_evaluate.tiny_config(dataset="tfds", tfds_name=name, tfds_data_dir=str(data_dir))
+  config = test_evaluate.tiny_config(dataset="tfds", tfds={"name": name, "data_dir": str(data_dir)})
   train_lib.train_and_evaluate(config, str(tmp_path / "run"))
   report = evaluate.run(workdir=tmp_path / "run")
   assert report["dataset"] == f"voc2012_coseg_{SIZE}" and report["modes"] == list(

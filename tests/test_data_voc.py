@@ -159,13 +159,13 @@ def test_pair_lists_round_trip_and_reject_bad_lines(devkit, tmp_path):
 
 
 def test_pipeline_batches_keep_void_through_resizing(devkit):
-  config = pipeline.default_config()
-  config.update(dataset="voc", root=str(devkit.parent.parent), image_size=16, num_threads=1)
+  config = {"dataset": "voc", "root": str(devkit.parent.parent), "image_size": 32,
+            "num_threads": 1}
   batches = list(pipeline.build(config, split="test", batch_size=4, seed=0))
   source = voc.load_pairs(devkit, "test")
   valid = np.concatenate([b["valid"] for b in batches])
   assert valid.sum() == len(source)
   masks = np.concatenate([b["mask_a"] for b in batches])[valid]
-  assert masks.shape[1:] == (16, 16) and set(np.unique(masks)) == {0, 1, 255}
+  assert masks.shape[1:] == (32, 32) and set(np.unique(masks)) == {0, 1, 255}
   train = next(pipeline.build(config, split="train", batch_size=4, seed=0))
-  assert train["image_a"].shape == (4, 16, 16, 3) and train["image_a"].dtype == np.uint8
+  assert train["image_a"].shape == (4, 32, 32, 3) and train["image_a"].dtype == np.uint8

@@ -124,7 +124,7 @@ def test_eval_distractor_modes_on_synthetic_groups(tmp_path):
   text = report_lib.format_report(report)
   assert "Distractor test" in text and "center_box mean" in text and "model effect" in text
   assert results["distractor_center_box"]["partner_effect"]["average"] == 0.0
-  single = tiny_config(num_groups=1)
+  single = tiny_config(synthetic={"num_groups": 1})
   save_random_run(tmp_path / "one", single)
   with pytest.raises(ValueError, match="at least two groups"):
     evaluate.run(workdir=tmp_path / "one", modes=["distractor"])

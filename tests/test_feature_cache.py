@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from coseg_jax import config as config_lib
 from coseg_jax.training import trainer as train_lib
 from coseg_jax.training.feature_cache import FeatureCache
 
@@ -17,7 +18,7 @@ from train_driver import tiny_config  # pylint: disable=g-import-not-at-top,wron
 def frozen_config(cache):
   config = tiny_config(steps=4)
   config.model.dropout_rate = 0.0
-  config.data.num_train_pairs = 4  # one batch a epoch: images repeat from step 2 on
+  config.data.synthetic.num_train_pairs = 4  # one batch a epoch: images repeat from step 2 on
   config.data.flip = False
   config.train.checkpoint_every = 4
   config.train.freeze_encoder = True
@@ -61,4 +62,4 @@ def test_cache_needs_a_frozen_encoder():
   config = frozen_config(True)
   config.train.freeze_encoder = False
   with pytest.raises(ValueError, match="cache_features=True needs"):
-    train_lib.validate_config(config)
+    config_lib.validate(config)

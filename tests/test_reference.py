@@ -209,15 +209,15 @@ def test_segment_cli_takes_a_released_checkpoint(checkpoint, variables, tmp_path
 
 
 def test_fine_tuning_starts_from_the_released_checkpoint(checkpoint, variables):
-  sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
-  from configs import reference_ca  # pylint: disable=g-import-not-at-top
+  from coseg_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from coseg_jax import models  # pylint: disable=g-import-not-at-top
   from coseg_jax.training import trainer as train_lib  # pylint: disable=g-import-not-at-top
-  config = reference_ca.get_config()
+  config = config_lib.load_file(pathlib.Path(__file__).parents[1] / "configs" / "reference_ca.py")
   config.model.encoder_widths = WIDTHS
   config.data.image_size = SIZE
+  config.data.dataset = "synthetic"  # no data is read here
   config.init.reference_checkpoint = str(checkpoint[1])
-  train_lib.validate_config(config)
+  config_lib.validate(config)
   state = train_lib.create_state(config, models.build(config.model), jax.random.key(0))
   jax.tree.map(np.testing.assert_array_equal, state.params, variables["params"])
   jax.tree.map(np.testing.assert_array_equal, state.batch_stats, variables["batch_stats"])

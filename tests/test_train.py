@@ -156,23 +156,6 @@ def test_batch_that_does_not_divide_the_devices(tmp_path):
     fake.check_batch_size(6)
 
 
-def test_bad_config_values_are_named():
-  sys.path.insert(0, REPO)
-  from configs import default  # pylint: disable=g-import-not-at-top
-  config = default.get_config()
-  config.model.attention = "se"
-  with pytest.raises(ValueError, match="config.model.attention = 'se'"):
-    train_lib.validate_config(config)
-  config = default.get_config()
-  config.data.image_size = 100
-  with pytest.raises(ValueError, match="config.data.image_size = 100 is invalid"):
-    train_lib.validate_config(config)
-  config = default.get_config()
-  config.init.vgg16_weights = "/nope/vgg16.pth"
-  with pytest.raises(FileNotFoundError, match="/nope/vgg16.pth"):
-    train_lib.validate_config(config)
-
-
 @pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_state(tmp_path):
   sys.path.insert(0, os.path.join(REPO, "tests"))

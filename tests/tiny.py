@@ -31,10 +31,11 @@ def tiny_config(**overrides):
   """configs/default.py with the tiny CSA model on 64 px synthetic data (4 pairs, 2 groups
   of 3 images), 2 steps of batch 2 without dropout, logging and saving every step.
 
-  ``overrides`` are ``config.data`` keys (``image_size=96``, ``dataset="folder"``, ...).
+  ``overrides`` are ``config.data`` keys (``image_size=96``, ``dataset="folder"``,
+  ``synthetic={"num_groups": 1}``, ...); a group given as a dict updates its keys.
   """
-  from configs import default  # pylint: disable=g-import-not-at-top
-  config = default.get_config()
+  from coseg_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.default_config()
   config.batch_size = 2
   config.model.attention = "csa"
   config.model.encoder_widths = ENCODER_WIDTHS
@@ -42,9 +43,9 @@ def tiny_config(**overrides):
   config.model.dropout_rate = 0.0
   config.data.dataset = "synthetic"
   config.data.image_size = SIZE
-  config.data.num_pairs = 4
-  config.data.num_groups = 2
-  config.data.group_size = 3
+  config.data.synthetic.num_pairs = 4
+  config.data.synthetic.num_groups = 2
+  config.data.synthetic.group_size = 3
   config.data.num_threads = 1
   config.data.prefetch = 1
   config.data.update(overrides)

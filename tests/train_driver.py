@@ -26,7 +26,7 @@ import tiny
 def tiny_config(steps):
   """tests/tiny.py's config, in batches of 4 pairs (they divide over 4 devices), with
   dropout (exercises the per-step dropout key) and a checkpoint every 2 steps."""
-  config = tiny.tiny_config(num_pairs=8, prefetch=2)
+  config = tiny.tiny_config(synthetic={"num_pairs": 8}, prefetch=2)
   config.seed = 3
   config.batch_size = 4
   config.model.dropout_rate = 0.3

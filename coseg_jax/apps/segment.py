@@ -39,7 +39,7 @@ from coseg_jax import files as files_lib, group, maps, pictures, plots, runs
 from coseg_jax.apps import cli
 from coseg_jax.constants import THRESHOLD
 from coseg_jax.data import folders, images
-from coseg_jax.data.pipeline import resize_image
+from coseg_jax.data.resize import resize_image
 from coseg_jax.models import CoSegNet, check_size
 from coseg_jax.models.attention import REDUCTIONS
 from coseg_jax.proj.real_photos.partner_gate import GATE

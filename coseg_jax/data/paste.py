@@ -23,12 +23,12 @@ def _box(mask):
   return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
 
 
-def paste(base_image, base_mask, donor_image, donor_mask, rng, sides=PASTE_SIDES):
+def paste(base_image, base_mask, donor_image, donor_mask, rng):
   """Pastes the donor's object over an S x S base -> (image, labels) or None."""
   size = base_image.shape[0]
   top, bottom, left, right = _box(donor_mask)
   patch, patch_mask = donor_image[top:bottom, left:right], donor_mask[top:bottom, left:right]
-  scale = rng.uniform(*sides) * size / max(patch_mask.shape)
+  scale = rng.uniform(*PASTE_SIDES) * size / max(patch_mask.shape)
   h, w = (max(1, int(round(s * scale))) for s in patch_mask.shape)
   patch = _pil_resize(patch, (h, w))
   patch_mask = _pil_resize(patch_mask.astype(np.uint8), (h, w), nearest=True).astype(bool)

@@ -33,79 +33,16 @@ import functools
 import math
 
 import grain
-import ml_collections
 import numpy as np
-from PIL import Image
 
-from coseg_jax.constants import DATASETS, IGNORE
+from coseg_jax import config as config_lib
+from coseg_jax.constants import IGNORE
 from coseg_jax.data import folders
 from coseg_jax.data import synthetic
 from coseg_jax.data import voc
+from coseg_jax.data import resize
 
 SPLITS = ("train", "val", "test")
-
-
-def default_config():
-  """Every ``config.data`` key with its default value."""
-  config = ml_collections.ConfigDict()
-  config.dataset = "synthetic"  # "synthetic" | "voc" | "folder" | "tfds"
-  config.root = ""  # voc: VOCdevkit or VOC2012 folder; folder: the dataset folder
-  config.groups = ""  # folder: group names to use (comma-separated or list); "" = all
-  config.layout = "auto"  # folder: "auto" | "separate" | "groundtruth" | "plain"
-  config.on_mismatch = "error"  # folder: image/mask mismatch -> "error" | "skip" (warn, count)
-  config.image_size = 512  # S: images and masks are resized to S x S
-  config.flip = True  # train: random left-right flip of each image independently
-  config.num_threads = 4  # worker threads that read and preprocess batches
-  config.prefetch = 4  # batches prepared ahead of use
-  config.max_eval_pairs = 0  # val/test: evaluate an evenly spaced subset of the pairs; 0 = all
-  config.voc_split_seed = 0  # voc: seed of the 724/725 val/test split of VOC2012 val
-  config.voc_pairs_dir = ""  # voc: read pairs from <dir>/<split>.txt; "" = all sharing pairs
-  config.voc_index_file = ""  # voc: JSON cache of per-image class sets; "" = no cache
-  config.tfds_name = ""  # tfds: a built dataset, e.g. "voc2012_coseg/512" (tfds_coseg.py)
-  config.tfds_data_dir = ""  # tfds: its TFDS data dir; "" = ~/tensorflow_datasets
-  config.num_categories = 6  # synthetic: object categories K (2..10)
-  config.num_train_pairs = 100_000  # synthetic: distinct train pairs (then repeated)
-  config.num_pairs = 512  # synthetic: pairs of the val and test splits
-  config.synthetic_seed = 0  # synthetic: content seed (the build seed only orders/flips)
-  config.group_size = 8  # synthetic groups: images per group
-  config.num_groups = 16  # synthetic groups: groups per split
-  config.common_fraction = 1.0  # synthetic groups: fraction of images with the common category
-  # folder, training with a frozen cached encoder only (coseg_jax.proj.real_photos.views):
-  config.views = False  # train on cached features of augmented views and composites
-  config.view_crops = 2  # scaled crops per image (besides the whole image and its mirror)
-  config.view_composites = 2  # per image: another group's object pasted in (a distractor)
-  config.view_min_scale = 0.4  # smallest crop, as a fraction of the image's area
-  config.view_negatives = 0.0  # fraction of training pairs with no group in common
-  config.view_permute = 0.0  # fraction of pairs whose channels are shuffled (the same for A, B)
-  config.view_copastes = 0  # shared pastes: a random image region in two images (no class)
-  config.view_shared = 0.0  # fraction of training pairs that are shared pastes
-  config.view_cache_dir = ""  # where encoded views are kept; "" = ~/.cache/coseg_jax/views
-  return config
-
-
-def resolve_config(data_config):
-  """``data_config`` over the defaults; unknown keys and bad values raise ``ValueError``."""
-  defaults = default_config().to_dict()
-  given = data_config.to_dict() if hasattr(data_config, "to_dict") else dict(data_config)
-  unknown = sorted(set(given) - set(defaults))
-  if unknown:
-    raise ValueError(f"unknown config.data key(s) {unknown}; known keys: {sorted(defaults)}")
-  config = ml_collections.ConfigDict({**defaults, **given})
-  if config.dataset not in DATASETS:
-    raise ValueError(f"config.data.dataset={config.dataset!r}: expected one of {DATASETS}")
-  if config.dataset == "tfds" and not config.tfds_name:
-    raise ValueError("config.data.tfds_name is empty: dataset 'tfds' needs a built dataset "
-                     "such as voc2012_coseg/512 (see docs/data.md)")
-  if config.dataset in ("voc", "folder") and not config.root:
-    raise ValueError(f"config.data.root is empty: dataset {config.dataset!r} needs the folder "
-                     "holding it (see docs/data.md)")
-  if int(config.image_size) < 1:
-    raise ValueError(f"config.data.image_size={config.image_size}: expected a positive integer")
-  for key in ("num_threads", "prefetch"):
-    if int(config[key]) < 0:
-      raise ValueError(f"config.data.{key}={config[key]}: expected an integer >= 0 "
-                       "(0 = prepare batches in the calling thread)")
-  return config
 
 
 def _check_split(split):
@@ -126,13 +63,13 @@ def _tfds():
 def dataset_kind(data_config):
   """"synthetic", "voc" or "folder": the data behind ``data_config`` (a "tfds" dataset
   holds VOC pairs or folder groups)."""
-  config = resolve_config(data_config)
+  config = config_lib.resolve_data(data_config)
   return _tfds().kind(config) if config.dataset == "tfds" else config.dataset
 
 
 def folder_dataset(config):
-  return folders.scan(config.root, layout=config.layout, groups=config.groups or None,
-                      on_mismatch=config.on_mismatch)
+  return folders.scan(config.root, layout=config.folder.layout, groups=config.groups or None,
+                      on_mismatch=config.folder.on_mismatch)
 
 
 def _eval_positions(num_pairs, count):
@@ -151,18 +88,18 @@ def pair_source(data_config, split):
   stored at its build size (``tfds_coseg.TfdsPairs``).
   """
   _check_split(split)
-  config = resolve_config(data_config)
+  config = config_lib.resolve_data(data_config)
   evaluating = split != "train"
   if config.dataset == "synthetic":
-    count = config.num_pairs if evaluating else config.num_train_pairs
-    return synthetic.SyntheticPairs(count, config.image_size, config.num_categories,
-                                    config.synthetic_seed, split)
+    count = config.synthetic.num_pairs if evaluating else config.synthetic.num_train_pairs
+    return synthetic.SyntheticPairs(count, config.image_size, config.synthetic.num_categories,
+                                    config.synthetic.seed, split)
   if config.dataset == "tfds":
     return _tfds().pair_source(config, split)
   if config.dataset == "voc":
-    pairs_file = f"{config.voc_pairs_dir}/{split}.txt" if config.voc_pairs_dir else None
-    return voc.load_pairs(config.root, split, split_seed=config.voc_split_seed,
-                          cache_file=config.voc_index_file or None, pairs_file=pairs_file)
+    pairs_file = f"{config.voc.pairs_dir}/{split}.txt" if config.voc.pairs_dir else None
+    return voc.load_pairs(config.root, split, split_seed=config.voc.split_seed,
+                          cache_file=config.voc.index_file or None, pairs_file=pairs_file)
   dataset = folder_dataset(config)
   if not dataset.has_masks and not evaluating:
     raise ValueError(f"{config.root}: layout {dataset.layout!r} has no masks, so it cannot be "
@@ -170,29 +107,14 @@ def pair_source(data_config, split):
   return folders.FolderPairs.from_dataset(dataset)
 
 
-def resize_image(image, size):
-  """uint8 [H, W, 3] -> uint8 [size, size, 3], bilinear."""
-  if image.shape[:2] == (size, size):
-    return image
-  return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
-
-
-def resize_mask(mask, size):
-  """uint8 or bool [H, W] -> same dtype [size, size], nearest neighbour."""
-  if mask.shape == (size, size):
-    return mask
-  resized = Image.fromarray(mask.astype(np.uint8)).resize((size, size), Image.Resampling.NEAREST)
-  return np.asarray(resized).astype(mask.dtype)
-
-
 def _example(source, size, index):
   """Pair ``index`` of ``source`` resized, as uint8 images and masks."""
   sample = source[index]
   return {
-      "image_a": resize_image(sample["image_a"], size),
-      "image_b": resize_image(sample["image_b"], size),
-      "mask_a": resize_mask(sample["mask_a"], size),
-      "mask_b": resize_mask(sample["mask_b"], size),
+      "image_a": resize.resize_image(sample["image_a"], size),
+      "image_b": resize.resize_image(sample["image_b"], size),
+      "mask_a": resize.resize_mask(sample["mask_a"], size),
+      "mask_b": resize.resize_mask(sample["mask_b"], size),
       "index": np.int32(index),
       "valid": np.bool_(True),
   }
@@ -225,7 +147,7 @@ def dataset(data_config, *, split, batch_size, seed, shard_index=0, shard_count=
   Same arguments as ``build``; for "train" the length is practically infinite.
   """
   _check_split(split)
-  config = resolve_config(data_config)
+  config = config_lib.resolve_data(data_config)
   if not 0 <= shard_index < shard_count:
     raise ValueError(f"shard_index={shard_index}, shard_count={shard_count}: expected "
                      "0 <= shard_index < shard_count")
@@ -258,7 +180,7 @@ def build(data_config, *, split, batch_size, seed, shard_index=0, shard_count=1)
 
   Args:
     data_config: ``config.data`` (an ``ml_collections.ConfigDict`` or dict; keys and
-      defaults in ``default_config``).
+      defaults in ``coseg_jax.config.default_config``).
     split: "train" (endless, shuffled, flipped), "val" or "test" (one pass, fixed
       order, no flip, last batch padded with ``valid=False``).
     batch_size: the global batch size, a multiple of ``shard_count``.
@@ -270,7 +192,7 @@ def build(data_config, *, split, batch_size, seed, shard_index=0, shard_count=1)
   Returns:
     a ``grain.DatasetIterator`` of dict batches, prefetched by worker threads.
   """
-  config = resolve_config(data_config)
+  config = config_lib.resolve_data(data_config)
   batches = dataset(config, split=split, batch_size=batch_size, seed=seed,
                     shard_index=shard_index, shard_count=shard_count)
   options = grain.ReadOptions(num_threads=config.num_threads, prefetch_buffer_size=config.prefetch)
@@ -279,7 +201,7 @@ def build(data_config, *, split, batch_size, seed, shard_index=0, shard_count=1)
 
 def _with_inputs(group, size):
   """Adds ``inputs``: the group's images resized to S x S, uint8 [N, S, S, 3]."""
-  group["inputs"] = np.stack([resize_image(image, size) for image in group["images"]])
+  group["inputs"] = np.stack([resize.resize_image(image, size) for image in group["images"]])
   return group
 
 
@@ -289,12 +211,12 @@ def iterate_groups(data_config, *, split="test"):
   Keys: ``name`` (str), ``files`` (file names), ``images`` (uint8 [H, W, 3] list at
   the file's size), ``masks`` (bool [H, W] list, or None for a layout without masks),
   ``inputs`` (uint8 [N, S, S, 3]: the images resized for the model).
-  Synthetic groups (``num_groups`` of ``group_size`` images) depend on ``split``;
-  folder groups are the same for every split. A "tfds" folder dataset gives its stored
-  S x S ``images`` and its masks at the original size (``tfds_coseg.iterate_groups``).
+  Synthetic groups (``synthetic.num_groups`` of ``synthetic.group_size`` images) depend on
+  ``split``; folder groups are the same for every split. A "tfds" folder dataset gives its
+  stored S x S ``images`` and its masks at the original size (``tfds_coseg.iterate_groups``).
   """
   _check_split(split)
-  config = resolve_config(data_config)
+  config = config_lib.resolve_data(data_config)
   if config.dataset == "tfds":
     yield from _tfds().iterate_groups(config)
     return
@@ -302,11 +224,12 @@ def iterate_groups(data_config, *, split="test"):
     raise ValueError("iterate_groups: VOC 2012 has no groups; use dataset 'folder' or "
                      "'synthetic' (VOC pairs come from build())")
   if config.dataset == "synthetic":
-    for index in range(config.num_groups):
+    settings = config.synthetic
+    for index in range(settings.num_groups):
       group = synthetic.render_group(
-          index, seed=config.synthetic_seed, split=split, image_size=config.image_size,
-          num_categories=config.num_categories, group_size=config.group_size,
-          common_fraction=config.common_fraction)
+          index, seed=settings.seed, split=split, image_size=config.image_size,
+          num_categories=settings.num_categories, group_size=settings.group_size,
+          common_fraction=settings.common_fraction)
       yield _with_inputs(group, config.image_size)
     return
   for group in folder_dataset(config).groups:

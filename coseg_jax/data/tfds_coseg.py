@@ -30,7 +30,7 @@ Build (``voc2012_coseg`` has a config per size in ``SIZES``, and takes any other
       --manual_dir /data/iCoseg --data_dir ~/tensorflow_datasets
 
 then train or evaluate with ``--config.data.dataset=tfds
---config.data.tfds_name=voc2012_coseg/512 --config.data.tfds_data_dir=~/tensorflow_datasets``.
+--config.data.tfds.name=voc2012_coseg/512 --config.data.tfds.data_dir=~/tensorflow_datasets``.
 """
 
 import dataclasses
@@ -39,9 +39,10 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from coseg_jax.constants import IGNORE
 from coseg_jax.data import folders
 from coseg_jax.data import images
-from coseg_jax.data import pipeline
+from coseg_jax.data import resize
 from coseg_jax.data import voc
 
 SIZES = (64, 128, 256, 512)
@@ -101,8 +102,8 @@ class Voc2012Coseg(tfds.core.GeneratorBasedBuilder):
       image, labels = voc.read_example(root, image_id)
       classes = np.zeros(len(voc.CLASS_NAMES), bool)
       classes[[c - 1 for c in index[image_id]]] = True
-      yield f"{n:07d}", {"id": image_id, "image": pipeline.resize_image(image, size),
-                         "labels": pipeline.resize_mask(labels, size), "classes": classes}
+      yield f"{n:07d}", {"id": image_id, "image": resize.resize_image(image, size),
+                         "labels": resize.resize_mask(labels, size), "classes": classes}
 
 
 class CosegFolder(tfds.core.GeneratorBasedBuilder):
@@ -139,11 +140,11 @@ class CosegFolder(tfds.core.GeneratorBasedBuilder):
       loaded = folders.load_group(group)
       masks = loaded["masks"] or [None] * len(loaded["images"])
       for name, image, mask in zip(loaded["files"], loaded["images"], masks):
-        full = (np.full(image.shape[:2], pipeline.IGNORE, np.uint8) if mask is None
+        full = (np.full(image.shape[:2], IGNORE, np.uint8) if mask is None
                 else mask.astype(np.uint8))
         yield f"{n:07d}", {"group": group.name, "file": name,
-                           "image": pipeline.resize_image(image, size),
-                           "mask": pipeline.resize_mask(full, size), "full_mask": full}
+                           "image": resize.resize_image(image, size),
+                           "mask": resize.resize_mask(full, size), "full_mask": full}
         n += 1
 
 
@@ -205,7 +206,7 @@ def load(name, data_dir=""):
       raise FileNotFoundError("not built")
   except (FileNotFoundError, ValueError, tfds.core.registered.DatasetNotFoundError) as e:
     raise images.MissingDataError(
-        f"config.data.tfds_name={name!r}: no such built TFDS dataset in {location} ({e}); "
+        f"config.data.tfds.name={name!r}: no such built TFDS dataset in {location} ({e}); "
         "build it with python -m coseg_jax.apps.tfds_build (see docs/data.md)") from e
   metadata = dict(builder.info.metadata)
   return Stored(name, metadata, builder)
@@ -270,13 +271,13 @@ class TfdsPairs:
 
 def pair_source(config, split):
   """``TfdsPairs`` of ``split`` for a resolved ``config.data`` with dataset "tfds"."""
-  stored = load(config.tfds_name, config.tfds_data_dir)
+  stored = load(config.tfds.name, config.tfds.data_dir)
   records = stored.split(split, skip=() if stored.kind == "voc" else ("full_mask",))
   if stored.kind == "voc":
-    if stored.metadata["split_seed"] != config.voc_split_seed:
-      raise ValueError(f"config.data.voc_split_seed={config.voc_split_seed}: {stored.name} was "
+    if stored.metadata["split_seed"] != config.voc.split_seed:
+      raise ValueError(f"config.data.voc.split_seed={config.voc.split_seed}: {stored.name} was "
                        f"built with the val/test split seed {stored.metadata['split_seed']}")
-    pairs_file = f"{config.voc_pairs_dir}/{split}.txt" if config.voc_pairs_dir else None
+    pairs_file = f"{config.voc.pairs_dir}/{split}.txt" if config.voc.pairs_dir else None
     ids, index, pairs = voc_pairs(stored, split, pairs_file)
     return TfdsPairs(records, pairs, tuple(ids), tuple(index[i] for i in ids))
   names = tuple(f"{g}/{f}" for g, files in zip(stored.metadata["groups"], stored.metadata["files"])
@@ -285,8 +286,8 @@ def pair_source(config, split):
 
 
 def kind(config):
-  """"voc" or "folder": what the built dataset of ``config.tfds_name`` holds."""
-  return load(config.tfds_name, config.tfds_data_dir).kind
+  """"voc" or "folder": what the built dataset of ``config.tfds.name`` holds."""
+  return load(config.tfds.name, config.tfds.data_dir).kind
 
 
 def iterate_groups(config):
@@ -295,9 +296,9 @@ def iterate_groups(config):
   ``images`` are the stored S x S images; ``masks`` are at the files' original size
   (None for a layout without masks); ``inputs`` are resized to ``config.image_size``.
   """
-  stored = load(config.tfds_name, config.tfds_data_dir)
+  stored = load(config.tfds.name, config.tfds.data_dir)
   if stored.kind != "folder":
-    raise ValueError(f"config.data.tfds_name={stored.name!r} holds VOC 2012 pairs, which have "
+    raise ValueError(f"config.data.tfds.name={stored.name!r} holds VOC 2012 pairs, which have "
                      "no groups; use a coseg_folder dataset")
   records, start = stored.split(FOLDER_SPLIT), 0
   for name, files in zip(stored.metadata["groups"], stored.metadata["files"]):
@@ -307,5 +308,5 @@ def iterate_groups(config):
     yield {"name": name, "files": list(files), "images": stored_images,
            "masks": [r["full_mask"].astype(bool) for r in group]
            if stored.metadata["has_masks"] else None,
-           "inputs": np.stack([pipeline.resize_image(image, config.image_size)
+           "inputs": np.stack([resize.resize_image(image, config.image_size)
                                 for image in stored_images])}

@@ -27,7 +27,7 @@ import tqdm
 
 from coseg_jax import group, maps, metrics
 from coseg_jax.constants import THRESHOLD
-from coseg_jax.data import paste, pipeline
+from coseg_jax.data import paste, pipeline, resize
 from coseg_jax.evaluators import groups as group_protocol
 from coseg_jax.proj.real_photos.partner_gate import GATE
 
@@ -108,7 +108,7 @@ def _composite(groups, items, donors, k, size, rng):
   """(image, labels, donor item) of item ``k`` with the object of one of ``donors``
   (items of the other groups), or None."""
   g, i = items[k]
-  base_mask = pipeline.resize_mask(groups[g]["masks"][i], size).astype(bool)
+  base_mask = resize.resize_mask(groups[g]["masks"][i], size).astype(bool)
   for _ in range(TRIES):
     donor = donors[rng.integers(len(donors))]
     h, j = items[donor]

@@ -7,8 +7,7 @@ The data and the output path are checked before any work; the report
 
 import pathlib
 
-from coseg_jax import maps, runs
-from coseg_jax.constants import THRESHOLD
+from coseg_jax import config as config_lib, maps, runs
 from coseg_jax.data import pipeline
 from coseg_jax.evaluators import distractor, groups, pairs, report as report_lib, saliency
 from coseg_jax.evaluators import modes as modes_lib
@@ -20,7 +19,7 @@ def dataset_name(data_config):
   if data_config.dataset == "folder":
     return pathlib.Path(data_config.root).expanduser().absolute().name
   if data_config.dataset == "tfds":
-    return data_config.tfds_name.replace("/", "_")
+    return data_config.tfds.name.replace("/", "_")
   return data_config.dataset
 
 
@@ -35,23 +34,29 @@ def map_writer(save_maps, method, data_config, modes):
   return saliency.MapWriter(save_maps, method, dataset_name(data_config), names)
 
 
-def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test", chunk_size=8,
-        out=None, log=print, threshold=THRESHOLD, save_maps=None, method="coseg_jax"):
-  """Evaluates a checkpoint in ``modes`` (names; empty: the dataset's defaults) -> the report.
+def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test", chunk_size=None,
+        out=None, log=print, threshold=None, save_maps=None, method="coseg_jax"):
+  """Evaluates a checkpoint in ``modes`` -> the report.
 
-  ``threshold`` binarises the group and distractor maps (0.5, or "adaptive"); with
+  The settings are ``config.eval``'s (``modes``: names, empty for the dataset's defaults;
+  ``threshold``: 0.5 or "adaptive", binarising the group and distractor maps;
+  ``chunk_size``); the arguments of the same names, when given, override them. With
   ``save_maps`` the group modes' maps are written under ``<save_maps>/<method>/<dataset>/``
   and scored with the co-saliency metrics (``evaluators.saliency``), reported under each
   mode's "sod". The report goes to ``out`` (default ``report.default_out_path``).
   """
-  threshold = maps.parse_threshold(threshold)
   found = runs.resolve(workdir, checkpoint)
   if found.released and config is None:
     raise ValueError(f"{found.path} is a released checkpoint without a run config: give the "
                      "experiment config with --config (e.g. configs/reference_ca.py)")
   config, model, variables, read = runs.load_checkpoint(found, config, warn=log)
-  data_config = pipeline.resolve_config(config.data)
-  modes = modes_lib.parse(modes, pipeline.dataset_kind(data_config))
+  config_lib.validate(config, training=False)
+  settings = config.eval
+  threshold = maps.parse_threshold(settings.threshold if threshold is None else threshold)
+  chunk_size = settings.chunk_size if chunk_size is None else chunk_size
+  data_config = config.data
+  modes = modes_lib.parse(settings.modes if modes is None else modes,
+                          pipeline.dataset_kind(data_config))
   groups.check(data_config, modes)
   writer = map_writer(save_maps, method, data_config, modes)
   report = {"dataset": dataset_name(data_config), "split": split, "checkpoint": str(read),

@@ -107,14 +107,15 @@ def check(data_config, modes):
   if not names:
     return
   if data_config.dataset == "synthetic":
-    if "pairwise" in names and data_config.group_size < 2:
+    if "pairwise" in names and data_config.synthetic.group_size < 2:
       raise ValueError(f"mode pairwise needs at least 2 images per group; config.data."
-                       f"group_size = {data_config.group_size}")
+                       f"synthetic.group_size = {data_config.synthetic.group_size}")
     return
   if data_config.dataset != "folder":  # a TFDS dataset was checked when it was built
     return
-  dataset = folders.scan(data_config.root, layout=data_config.layout,
-                         groups=data_config.groups or None, on_mismatch=data_config.on_mismatch)
+  dataset = folders.scan(data_config.root, layout=data_config.folder.layout,
+                         groups=data_config.groups or None,
+                         on_mismatch=data_config.folder.on_mismatch)
   unscored = [g.name for g in dataset.groups if g.masks is None]
   if unscored:
     raise ValueError(f"groups {unscored} of {data_config.root} have no masks, so they cannot "

@@ -8,7 +8,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def build(model_config):
-  """CoSegNet from ``config.model`` (see configs/default.py for the keys)."""
+  """CoSegNet from ``config.model`` (see coseg_jax/config.py for the keys)."""
   if model_config.dtype not in DTYPES:
     raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, "
                      f"got {model_config.dtype!r}")

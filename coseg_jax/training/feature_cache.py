@@ -144,32 +144,19 @@ def _cached_views(path, render, model, variables):
   return rendered, features
 
 
-def view_features(dataset, view_config, model, variables, cache_dir="", copastes=0):
-  """(``views.Views``, float16 features [V, h, w, C]) of a folder dataset's views and
-  ``copastes`` shared pastes (``views.render_copastes``).
+def view_features(dataset, view_config, model, variables, cache_dir=""):
+  """(``views.Views``, float16 features [V, h, w, C]) of a folder dataset's views.
 
-  Rendered and encoded once, then read from ``<cache_dir>/views-<key>.npz`` (one file
-  for the views, one for the shared pastes; ``view_cache_path``): the key covers what
-  the features depend on (not the attention or decoder, so their ablations share one
-  cache). Written atomically: a killed build leaves no partial cache. The views'
-  ``images`` are not kept (None when read from the cache).
+  Rendered and encoded once, then read from ``<cache_dir>/views-<key>.npz``
+  (``view_cache_path``): the key covers what the features depend on (not the attention
+  or decoder, so their ablations share one cache). Written atomically: a killed build
+  leaves no partial cache. The views' ``images`` are not kept (None when read from the
+  cache).
   """
-  loaded = []
-
-  @functools.cache
-  def groups():  # read once, and only if a part must be rendered
-    return [folders.load_group(g) for g in dataset.groups]
-  parts = [(dataclasses.asdict(view_config), lambda: views.render(groups(), view_config))]
-  if copastes:
-    what = {"copastes": copastes, "size": view_config.size, "seed": view_config.seed}
-    parts.append((what, lambda: views.render_copastes(groups(), view_config, copastes)))
-  for what, render in parts:
-    path = view_cache_path(dataset, what, model, variables, cache_dir)
-    loaded.append(_cached_views(path, render, model, variables))
-  if len(loaded) == 1:
-    return loaded[0]
-  return (views.concat(*(v for v, _ in loaded)),
-          np.concatenate([f for _, f in loaded]))
+  def render():
+    return views.render([folders.load_group(g) for g in dataset.groups], view_config)
+  path = view_cache_path(dataset, dataclasses.asdict(view_config), model, variables, cache_dir)
+  return _cached_views(path, render, model, variables)
 
 
 VIEW_FIELDS = ("labels", "source", "own", "pasted")  # cached with the features (not the images)

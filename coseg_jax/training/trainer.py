@@ -33,6 +33,7 @@ import tqdm
 
 import coseg_jax
 from coseg_jax import checkpoints, losses, metrics, models, weights
+from coseg_jax import config as config_lib
 from coseg_jax.data import pipeline
 from coseg_jax.evaluators import steps as eval_steps
 from coseg_jax.models import conv
@@ -72,83 +73,6 @@ class Interrupted(Exception):
       super().__init__(f"{name}: stopped after step {step}, saved in "
                        f"{os.path.join(workdir, 'checkpoints', str(step))}; run the same "
                        "command again to resume")
-
-
-# ----------------------------------------------------------------------------- config
-def _get(config, key):
-  return functools.reduce(lambda c, k: c[k], key.split("."), config)
-
-
-def _is_int(value):
-  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-# (key, test, what is expected) for every numeric value, checked at start-up.
-NUMERIC_CHECKS = (
-    ("seed", lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
-    ("batch_size", lambda v: _is_int(v) and v > 0, "a positive integer"),
-    ("data.image_size", lambda v: _is_int(v) and v > 0 and v % 32 == 0,
-     "a positive multiple of 32"),
-    ("data.num_threads", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    ("data.prefetch", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    ("data.max_eval_pairs", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = all)"),
-    ("model.dropout_rate", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ("model.encoder_widths", lambda v: all(_is_int(w) and w > 0 for w in v),
-     "positive integers"),
-    ("model.decoder_widths", lambda v: all(_is_int(w) and w > 0 for w in v),
-     "positive integers"),
-    ("train.num_steps", lambda v: _is_int(v) and v > 0, "a positive integer"),
-    ("train.learning_rate", lambda v: np.isfinite(v) and v > 0, "a positive number"),
-    ("train.adam_eps", lambda v: np.isfinite(v) and v > 0, "a positive number"),
-    ("train.weight_decay", lambda v: np.isfinite(v) and v >= 0, "a number >= 0"),
-    ("train.foreground_weight", lambda v: np.isfinite(v) and v > 0, "a positive number"),
-    ("data.view_copastes", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    ("data.view_negatives", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
-    ("data.view_permute", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
-    ("data.view_shared", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
-    ("train.log_every", lambda v: _is_int(v) and v > 0, "a positive integer"),
-    ("train.eval_every", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = at the end)"),
-    ("train.checkpoint_every", lambda v: _is_int(v) and v > 0, "a positive integer"),
-    ("train.keep_checkpoints", lambda v: _is_int(v) and v >= 1,
-     "an integer >= 1 (the newest checkpoints kept)"),
-    ("eval.max_batches", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = all)"),
-)
-
-
-def validate_config(config):
-  """Fails at start-up, naming the key, on a value that would fail later."""
-  from coseg_jax.models.attention import ATTENTIONS  # pylint: disable=g-import-not-at-top
-  checks = [
-      ("model.attention", lambda v: v in ATTENTIONS, sorted(ATTENTIONS)),
-      ("model.dtype", lambda v: v in models.DTYPES, sorted(models.DTYPES)),
-      ("data.dataset", lambda v: v in pipeline.DATASETS, " | ".join(pipeline.DATASETS)),
-      ("eval.split", lambda v: v in pipeline.SPLITS, " | ".join(pipeline.SPLITS)),
-      *NUMERIC_CHECKS,
-  ]
-  for key, test, expected in checks:
-    value = _get(config, key)
-    try:
-      ok = test(value)
-    except TypeError:
-      ok = False
-    if not ok:
-      raise ValueError(f"config.{key} = {value!r} is invalid: expected {expected}")
-  views.ViewConfig.from_data_config(config.data, config.seed)  # view_crops, _composites, ...
-  root = config.data.root
-  if config.data.dataset != "synthetic" and root and not os.path.isdir(root):
-    raise FileNotFoundError(f"config.data.root = {root!r}: no such folder")
-  if config.train.cache_features and not config.train.freeze_encoder:
-    raise ValueError("config.train.cache_features=True needs config.train.freeze_encoder=True "
-                     "(features of a trained encoder change every step)")
-  if config.data.views and not (config.train.cache_features and config.data.dataset == "folder"):
-    raise ValueError("config.data.views=True needs config.data.dataset='folder' and "
-                     "config.train.cache_features=True (the views are encoded once)")
-  if config.train.freeze_encoder and config.model.encoder_batch_norm:
-    raise ValueError("config.train.freeze_encoder=True with config.model.encoder_batch_norm=True "
-                     "is not supported: freezing is meant for the pretrained VGG16")
-  for key in ("vgg16_weights", "reference_checkpoint"):
-    if config.init[key] and not os.path.isfile(config.init[key]):
-      raise FileNotFoundError(f"config.init.{key}: no such file {config.init[key]}")
 
 
 # ----------------------------------------------------------------------------- state
@@ -230,15 +154,13 @@ def versions():
 
 def build_view_pairs(config, model, variables):
   """This host's endless batches of cached augmented-view pairs (``config.data.views``)."""
-  data = pipeline.resolve_config(config.data)
+  data = config.data
   dataset = pipeline.folder_dataset(data)
   view_config = views.ViewConfig.from_data_config(data, config.seed)
   rendered, features = feature_cache.view_features(dataset, view_config, model, variables,
-                                                   data.view_cache_dir, data.view_copastes)
+                                                   data.views.cache_dir)
   return views.PairSampler(rendered, features, batch_size=config.batch_size, seed=config.seed,
-                           negatives=data.view_negatives, permute=data.view_permute,
-                           shared=data.view_shared,
-                           shard_index=jax.process_index(),
+                           negatives=data.views.negatives, shard_index=jax.process_index(),
                            shard_count=jax.process_count())
 
 
@@ -333,7 +255,7 @@ def train_and_evaluate(config, workdir, allow_config_changes=False):
   config), ``checkpoints.CheckpointError`` (a checkpoint that cannot be written or
   read), ``NonFiniteLossError`` and ``Interrupted``, each with a one-line message.
   """
-  validate_config(config)
+  config_lib.validate(config)
   primary = jax.process_index() == 0
   workdir = workdir_lib.make(workdir)
   with workdir_lib.Lock(workdir, enabled=primary) as lock:
@@ -354,7 +276,7 @@ def _train(config, workdir, primary, stop):
   state = create_state(config, model, jax.random.key(config.seed))
   host_params = jax.tree.map(np.asarray, {"params": state.params})
   state = sharding.replicate(state)
-  if config.data.views:
+  if config.data.views.enabled:
     train_data = build_view_pairs(config, model, host_params)
   else:
     train_data = build_data(config, "train", config.seed)
@@ -370,7 +292,7 @@ def _train(config, workdir, primary, stop):
 
   train, evaluate_step = compile_steps(model, config, sharding)
   cache = None
-  if config.train.cache_features and not config.data.views:
+  if config.train.cache_features and not config.data.views.enabled:
     cache = FeatureCache(model, host_params)
   put = lambda b: sharding.put_batch(cache(b) if cache else b)
   num_steps = config.train.num_steps

@@ -16,6 +16,7 @@ import os
 import socket
 
 import coseg_jax
+from coseg_jax import config as config_lib
 from coseg_jax.errors import UserError
 
 LOCK_FILE = "train.lock"
@@ -142,8 +143,9 @@ def has_checkpoints(workdir):
 
 
 def config_changes(saved_config, config):
-  """{key: (saved value, new value)} for every key that differs (missing = None)."""
-  old, new = _flatten(saved_config), _flatten(_plain(config))
+  """{key: (saved value, new value)} for every key that differs (missing = None); the saved
+  config of an older run is read with today's keys (``coseg_jax.config.migrate``)."""
+  old, new = _flatten(config_lib.migrate(saved_config)), _flatten(_plain(config))
   return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
           if old.get(k) != new.get(k)}
 

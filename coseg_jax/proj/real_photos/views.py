@@ -25,43 +25,29 @@ import dataclasses
 
 import numpy as np
 
-from coseg_jax.data import pipeline
-from coseg_jax.data.paste import OWN, PASTED, _box, _pil_resize, paste
+from coseg_jax.data import resize
+from coseg_jax.data.paste import OWN, PASTED, paste
 
 NONE = -1  # no pasted object
 ASPECTS = (3 / 4, 4 / 3)
 MIN_KEPT = 1 / 3  # a crop keeps at least this fraction of the object
-SHARED_SIDES = (0.35, 0.7)  # the same for a shared paste (render_copastes)
 TRIES = 20
 
 
 @dataclasses.dataclass(frozen=True)
 class ViewConfig:
-  """What views each image gives (``config.data.view_*``)."""
+  """What views each image gives (``config.data.views``, checked by ``coseg_jax.config``)."""
   size: int
   crops: int = 2
   composites: int = 2
   min_scale: float = 0.4
   seed: int = 0
 
-  def __post_init__(self):
-    """Refuses a bad value, naming its ``config.data.view_*`` key (the one check of them)."""
-    def count(value):
-      return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
-    for name, ok, expected in (
-        ("crops", count(self.crops), "an integer >= 0"),
-        ("composites", count(self.composites), "an integer >= 0"),
-        ("min_scale", isinstance(self.min_scale, (int, float)) and 0 < self.min_scale <= 1,
-         "a number in (0, 1]")):
-      if not ok:
-        raise ValueError(f"config.data.view_{name} = {getattr(self, name)!r} is invalid: "
-                         f"expected {expected}")
-
   @classmethod
   def from_data_config(cls, data_config, seed):
-    return cls(size=int(data_config.image_size), crops=data_config.view_crops,
-               composites=data_config.view_composites, min_scale=data_config.view_min_scale,
-               seed=int(seed))
+    settings = data_config.views
+    return cls(size=int(data_config.image_size), crops=settings.crops,
+               composites=settings.composites, min_scale=settings.min_scale, seed=int(seed))
 
 
 @dataclasses.dataclass
@@ -77,7 +63,7 @@ class Views:
 
 def _resized(image, mask, size):
   """uint8 image -> [S, S, 3] (bilinear), bool mask -> [S, S] (nearest)."""
-  return pipeline.resize_image(image, size), pipeline.resize_mask(mask, size)
+  return resize.resize_image(image, size), resize.resize_mask(mask, size)
 
 
 def _random_crop(image, mask, rng, min_scale):
@@ -138,7 +124,7 @@ def render(groups, config):
   Deterministic given ``config.seed``. Composites need at least two groups.
   """
   if config.composites and len(groups) < 2:
-    raise ValueError("config.data.view_composites > 0 needs at least two groups (the pasted "
+    raise ValueError("config.data.views.composites > 0 needs at least two groups (the pasted "
                      f"object comes from another group); got {len(groups)}")
   items = _items(groups)
   rng = np.random.default_rng(config.seed)
@@ -158,67 +144,6 @@ def render(groups, config):
   return out.views()
 
 
-def render_copastes(groups, config, count):
-  """``count`` shared pastes, each in two whole-image views of different images.
-
-  A shared paste is a random region of a random image cut to the shape of a random
-  object mask; both views get it (each at its own scale and place) as their pasted object
-  of the new group ``len(groups) + k``. A pair of the two views has that thing in common
-  and nothing else (unless both images are of one group), whatever its content: a
-  co-segmentation target of no class, for training that must not learn class identity.
-  Returns ``Views`` (their ``source`` indexes the images as in ``render``).
-  """
-  items = _items(groups)
-  rng = np.random.default_rng([config.seed, 1])
-  shapes = [k for k, (_, _, mask) in enumerate(items) if mask.any()]
-  out = _Rows()
-  for k in range(count):
-    patch, shape = _shared_thing(items, shapes, rng)
-    bases = rng.choice(len(items), 2, replace=False)
-    rendered = []
-    for base in bases:  # numpy ints
-      g, image, mask = items[base]
-      pasted = paste(*_resized(image, mask, config.size), patch, shape, rng, SHARED_SIDES)
-      if pasted is None:
-        break
-      rendered.append((pasted, base, g))
-    if len(rendered) < 2:
-      continue
-    for (image, labels), base, g in rendered:
-      out.add(image, labels, base, g, len(groups) + k)
-  return out.views()
-
-
-def _shared_thing(items, shapes, rng):
-  """(uint8 patch [h, w, 3], bool shape [h, w]) for ``render_copastes``."""
-  _, _, mask = items[shapes[rng.integers(len(shapes))]]
-  top, bottom, left, right = _box(mask)
-  shape = mask[top:bottom, left:right]
-  _, image, source_mask = items[rng.integers(len(items))]
-  height, width = image.shape[:2]
-  side = rng.uniform(0.3, 0.8) * min(height, width)
-  aspect = shape.shape[1] / shape.shape[0]
-  h = int(min(height, max(8, side / np.sqrt(aspect))))
-  w = int(min(width, max(8, side * np.sqrt(aspect))))
-  if source_mask.any() and rng.uniform() < 0.5:  # around the source's object: some content
-    rows, cols = np.nonzero(source_mask)
-    k = rng.integers(len(rows))
-    y = int(np.clip(rows[k] - h // 2, 0, height - h))
-    x = int(np.clip(cols[k] - w // 2, 0, width - w))
-  else:
-    y, x = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
-  patch = _pil_resize(image[y:y + h, x:x + w], shape.shape)
-  return patch, shape
-
-
-def concat(*parts):
-  """One ``Views`` of several (images dropped if any part has none)."""
-  images = None if any(p.images is None for p in parts) else np.concatenate(
-      [p.images for p in parts])
-  return Views(images, *(np.concatenate([getattr(p, k) for p in parts])
-                         for k in ("labels", "source", "own", "pasted")))
-
-
 def targets(labels, own, pasted, other_own, other_pasted):
   """uint8 [S, S] target of a view given the groups the other view shows: its objects of
   a shared group are 1, the rest 0."""
@@ -230,36 +155,30 @@ def targets(labels, own, pasted, other_own, other_pasted):
 class PairSampler:
   """Endless batches of view pairs -> features and targets (see the module docstring).
 
-  Each pair: a group uniformly (with probability ``shared`` one of the shared pastes of
-  ``render_copastes`` instead of a real group), a view showing it (own or pasted object),
-  and a view of another source image showing it too; with probability ``negatives`` the
-  second view instead shows none of the first's groups. With probability ``permute`` the
-  pair's feature channels are shuffled (one order for both images). The batches are a pure function of
+  Each pair: a group uniformly, a view showing it (own or pasted object), and a view of
+  another source image showing it too; with probability ``negatives`` the second view
+  instead shows none of the first's groups. The batches are a pure function of
   (``seed``, step): ``get_state``/``set_state`` hold the step. Host ``shard_index`` of
   ``shard_count`` gets its rows of every global batch.
   """
 
-  def __init__(self, views, features, *, batch_size, seed, negatives=0.0, permute=0.0,
-               shared=0.0, shard_index=0, shard_count=1):
+  def __init__(self, views, features, *, batch_size, seed, negatives=0.0, shard_index=0,
+               shard_count=1):
     self.views, self.features = views, features
-    self.batch_size, self.seed, self.negatives, self.permute = batch_size, seed, negatives, permute
-    self.shared = shared
+    self.batch_size, self.seed, self.negatives = batch_size, seed, negatives
     self.rows = slice(shard_index * batch_size // shard_count,
                       (shard_index + 1) * batch_size // shard_count)
     self.step = 0
-    self.groups = np.unique(views.own)  # real groups; shared pastes are the others
-    self.shared_groups = np.setdiff1d(views.pasted, np.append(self.groups, NONE))
+    self.groups = np.unique(views.own)
     self.showing = {g: np.flatnonzero((views.own == g) | (views.pasted == g))
-                    for g in np.concatenate([self.groups, self.shared_groups])}
+                    for g in self.groups}
     for g, shown in self.showing.items():
       if len(np.unique(views.source[shown])) < 2:
         raise ValueError(f"group {g} has views of a single image: a pair needs two images")
 
   def _pair(self, rng):
     v = self.views
-    use_shared = len(self.shared_groups) and rng.uniform() < self.shared
-    groups = self.shared_groups if use_shared else self.groups
-    g = groups[rng.integers(len(groups))]
+    g = self.groups[rng.integers(len(self.groups))]
     a = rng.choice(self.showing[g])
     if rng.uniform() < self.negatives:
       shown = [g for g in (v.own[a], v.pasted[a]) if g != NONE]
@@ -282,11 +201,7 @@ class PairSampler:
               for i, j in zip(a, b)]
     mask_b = [targets(v.labels[j], v.own[j], v.pasted[j], v.own[i], v.pasted[i])
               for i, j in zip(a, b)]
-    features_a, features_b = self.features[a], self.features[b]
-    for k in np.flatnonzero(rng.uniform(size=len(a)) < self.permute):
-      order = rng.permutation(features_a.shape[-1])
-      features_a[k], features_b[k] = features_a[k][..., order], features_b[k][..., order]
-    return {"features_a": features_a, "features_b": features_b,
+    return {"features_a": self.features[a], "features_b": self.features[b],
             "mask_a": np.stack(mask_a), "mask_b": np.stack(mask_b)}
 
   def get_state(self):
