@@ -26,6 +26,6 @@ def _writable_folder(folder, context):
   try:
     folder.mkdir(parents=True, exist_ok=True)
   except OSError as e:
-    raise OSError(f"{context}: cannot create {folder} ({e.strerror or e})") from e
+    raise OSError(f"{context}: cannot create the folder {folder} ({e.strerror or e})") from e
   if not os.access(folder, os.W_OK):
-    raise PermissionError(f"{context}: {folder} is not writable")
+    raise PermissionError(f"{context}: the folder {folder} is not writable")

@@ -85,13 +85,14 @@ def check_values(image, index):
                      "(preprocessed for you) or normalise with coseg_jax.preprocess")
 
 
-def _chunks(n, chunk_size):
+def chunks(n, chunk_size):
+  """[(start, stop)] of the chunks of ``chunk_size`` that cover ``range(n)``."""
   if chunk_size < 1:
     raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
   return [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
 
 
-def _pad(x, size):
+def pad(x, size):
   """Pads axis 0 of x to ``size`` by repeating its first row (valid data, discarded later)."""
   if len(x) == size:
     return x
@@ -121,8 +122,8 @@ def group_attention(model, variables, images, chunk_size=8):
   """Algorithm 1, lines 2–4: (list of per-chunk feature maps, own attention [N, C])."""
   images = as_group(images)
   features, alphas = [], []
-  for start, stop in _chunks(len(images), chunk_size):
-    f, alpha = encode_chunk(model, variables, _pad(images[start:stop], chunk_size))
+  for start, stop in chunks(len(images), chunk_size):
+    f, alpha = encode_chunk(model, variables, pad(images[start:stop], chunk_size))
     features.append(f)
     alphas.append(np.asarray(alpha)[:stop - start])
   return features, np.concatenate(alphas)
@@ -151,9 +152,9 @@ def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_o
   context = reduce_group(alphas, reduce, leave_one_out)
   own = alphas if leave_one_out else context
   probs = []
-  for f, (start, stop) in zip(features, _chunks(len(alphas), chunk_size)):
-    p = decode_chunk(model, variables, f, _pad(own[start:stop], chunk_size),
-                     _pad(context[start:stop], chunk_size))
+  for f, (start, stop) in zip(features, chunks(len(alphas), chunk_size)):
+    p = decode_chunk(model, variables, f, pad(own[start:stop], chunk_size),
+                     pad(context[start:stop], chunk_size))
     probs.append(np.asarray(p)[:stop - start])
   probs = np.concatenate(probs)
   if gate is not None:
@@ -194,8 +195,8 @@ def _pair_model_pairs(model, variables, images, chunk_size):
   """Sum over its pairs of each image's P(foreground), every pair through the pair model."""
   pairs = np.array(list(itertools.combinations(range(len(images)), 2)))
   total = np.zeros(images.shape[:3], np.float64)
-  for start, stop in _chunks(len(pairs), chunk_size):
-    chunk = _pad(pairs[start:stop], chunk_size)
+  for start, stop in chunks(len(pairs), chunk_size):
+    chunk = pad(pairs[start:stop], chunk_size)
     prob_a, prob_b = pair_chunk(model, variables, images[chunk[:, 0]], images[chunk[:, 1]])
     k = stop - start
     np.add.at(total, chunk[:k, 0], np.asarray(prob_a)[:k])
@@ -221,8 +222,8 @@ def decode_pairs(model, variables, images, pairs, chunk_size=8, gate=None):
   partner's map from a second decoder pass."""
   features, alphas = group_attention(model, variables, images, chunk_size)
   features = jnp.concatenate(features)[:len(alphas)]
-  for start, stop in _chunks(len(pairs), chunk_size):
-    own, other = _pad(np.asarray(pairs[start:stop]), chunk_size).T
+  for start, stop in chunks(len(pairs), chunk_size):
+    own, other = pad(np.asarray(pairs[start:stop]), chunk_size).T
     f_own, f_other = features[own], features[other]
     probs = decode_chunk(model, variables, f_own, alphas[own], alphas[other])
     if gate is not None:

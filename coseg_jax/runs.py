@@ -13,7 +13,6 @@ import json
 import pathlib
 
 from flax import traverse_util
-import jax
 import ml_collections
 
 from coseg_jax import checkpoints, models, weights
@@ -48,8 +47,8 @@ def read_config(run_dir):
 
 def check_variables(model, variables, source):
   """Raises ``weights.WeightFileError`` naming the keys where ``variables`` do not fit ``model``."""
-  expected = jax.eval_shape(lambda: weights.init_variables(model, jax.random.key(0), STRIDE))
-  expected = {k: v.shape for k, v in traverse_util.flatten_dict(expected, sep="/").items()}
+  expected = {k: v.shape for k, v in traverse_util.flatten_dict(
+      weights.variable_shapes(model, STRIDE), sep="/").items()}
   try:
     weights.check_state_dict(traverse_util.flatten_dict(variables, sep="/"), expected, source)
   except weights.WeightFileError as e:

@@ -16,7 +16,7 @@ import os
 from absl import flags
 import numpy as np
 
-from coseg_jax import weights
+from coseg_jax import files, weights
 from coseg_jax.apps import cli
 from coseg_jax.models.vgg import conv_indices
 
@@ -62,9 +62,7 @@ def port(kind, src, dst):
   """Ports ``src`` to ``dst``, checking both paths before reading the weights."""
   if not os.path.isfile(src):
     raise FileNotFoundError(f"{src}: no such file")
-  folder = os.path.dirname(os.path.abspath(dst))
-  if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-    raise PermissionError(f"cannot write {dst}: {folder} is not a writable folder")
+  files.check_writable_file(dst, "the weights")
   keys = PORTS[kind](src, dst)
   print(f"wrote {len(keys)} tensors to {dst}")
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from coseg_jax import group
 from coseg_jax.data import folders
 from coseg_jax.proj.real_photos import views
 from coseg_jax.models.coseg import CoSegNet
@@ -80,12 +81,11 @@ def encoder_variables(variables):
 def encode_chunks(model, encoder, images, chunk_size, progress=None):
   """Images [N, S, S, 3] -> float32 encoder features [N, h, w, C] (numpy), ``chunk_size``
   at a time, the last chunk padded (one compiled shape); ``progress`` wraps the chunks."""
-  starts = range(0, len(images), chunk_size)
+  bounds = group.chunks(len(images), chunk_size)
   out = []
-  for start in progress(starts) if progress else starts:
-    chunk = images[start:start + chunk_size]
-    padded = np.concatenate([chunk, chunk[:1].repeat(chunk_size - len(chunk), 0)])
-    out.append(np.asarray(_encode(model, encoder, padded))[:len(chunk)])
+  for start, stop in progress(bounds) if progress else bounds:
+    padded = group.pad(images[start:stop], chunk_size)
+    out.append(np.asarray(_encode(model, encoder, padded))[:stop - start])
   return np.concatenate(out)
 
 

@@ -15,8 +15,10 @@ import json
 import os
 import socket
 
+from flax import traverse_util
+
 import coseg_jax
-from coseg_jax import config as config_lib
+from coseg_jax import config as config_lib, files
 from coseg_jax.errors import UserError
 
 LOCK_FILE = "train.lock"
@@ -38,11 +40,9 @@ def make(workdir):
   """Creates ``workdir`` (and parents) -> its absolute path; one-line error if it cannot."""
   path = os.path.abspath(workdir)
   try:
-    os.makedirs(path, exist_ok=True)
-    if not os.access(path, os.W_OK):
-      raise PermissionError(13, "Permission denied")
+    files.writable_folder(path, "the workdir")
   except OSError as e:
-    raise WorkdirError(f"cannot write the workdir {path}: {e.strerror or e}") from e
+    raise WorkdirError(f"cannot write {e}") from e
   return path
 
 
@@ -107,14 +107,9 @@ class Lock:
         pass
 
 
-def _flatten(tree, prefix=""):
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
+def _flat(tree):
+  """{"data.views.crops": value, ...} of a nested dict."""
+  return traverse_util.flatten_dict(tree, sep=".")
 
 
 def _plain(config):
@@ -145,7 +140,7 @@ def has_checkpoints(workdir):
 def config_changes(saved_config, config):
   """{key: (saved value, new value)} for every key that differs (missing = None); the saved
   config of an older run is read with today's keys (``coseg_jax.config.migrate``)."""
-  old, new = _flatten(config_lib.migrate(saved_config)), _flatten(_plain(config))
+  old, new = _flat(config_lib.migrate(saved_config)), _flat(_plain(config))
   return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
           if old.get(k) != new.get(k)}
 
