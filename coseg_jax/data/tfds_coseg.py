@@ -24,10 +24,10 @@ like its other sources. Nothing is downloaded: both builders read a manual direc
 Build (``voc2012_coseg`` has a config per size in ``SIZES``, and takes any other size;
 ``coseg_folder`` configs are named by ``--name`` and the size, one per benchmark folder)::
 
-  python -m coseg_jax.data.tfds_coseg --dataset voc2012_coseg --size 512 \
-      --manual_dir /data/VOCdevkit --data_dir ~/tensorflow_datasets
-  python -m coseg_jax.data.tfds_coseg --dataset coseg_folder --name icoseg --size 512 \
-      --manual_dir /data/iCoseg --data_dir ~/tensorflow_datasets
+  python -m coseg_jax.apps.tfds_build --dataset=voc2012_coseg --size=512 \
+      --manual_dir=/data/VOCdevkit --data_dir=~/tensorflow_datasets
+  python -m coseg_jax.apps.tfds_build --dataset=coseg_folder --name=icoseg --size=512 \
+      --manual_dir=/data/iCoseg --data_dir=~/tensorflow_datasets
 
 then train or evaluate with ``--config.data.dataset=tfds
 --config.data.tfds.name=voc2012_coseg/512 --config.data.tfds.data_dir=~/tensorflow_datasets``.

@@ -3,7 +3,7 @@
 Both are drop-in: ``nn.Conv(..., conv_general_dilated=conv_general_dilated)`` and
 ``max_pool_2x2(x)`` for ``nn.max_pool(x, (2, 2), strides=(2, 2))``. By default they *are*
 the lax/flax operations. Traced inside ``fast_gradients()`` (the train step of
-``train_lib`` is) they give the same values and gradients; only the backward pass
+``training.trainer`` is) they give the same values and gradients; only the backward pass
 differs, and only in how it is computed (docs/performance.md has the measurements). Both
 backward rewrites apply on the CPU only (``lax.platform_dependent``); on GPUs and TPUs
 the gradients are XLA's own.
@@ -75,7 +75,7 @@ def fast_gradients():
 
   Outside it they are ``lax.conv_general_dilated`` and ``nn.max_pool`` (XLA's own
   gradients). What counts is where a function is traced: enter it inside the function
-  given to ``jax.jit`` (``train_lib.train_step`` does), or around its first call; jit
+  given to ``jax.jit`` (``training.trainer.train_step`` does), or around its first call; jit
   caches a trace by function and argument types, not by this context.
 
   While at least one is active (re-entrant, counted), two ``linear_call`` rules are in
