@@ -41,9 +41,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.common import median_seconds, print_table, write_json
-from configs import cpu_frozen
-from coseg_jax import feature_cache, models, weights
-from coseg_jax.data import folders, views
+from coseg_jax import config as config_lib, models, weights
+from coseg_jax.data import folders
+from coseg_jax.proj.real_photos import views
+from coseg_jax.training import feature_cache
 from coseg_jax.models.coseg import CoSegNet
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -57,7 +58,7 @@ VIEWS_PER_IMAGE = 6  # whole, mirror, 2 crops, 2 composites (configs/cpu_frozen.
 # ----------------------------------------------------------------------------- setup
 def build_encoder(size, weights_path, dtype="float32"):
   """(model, encoder variables) of the CPU recipe at ``size`` px, real VGG16 if found."""
-  config = cpu_frozen.get_config()
+  config = recipe_config()
   config.model.dtype, config.data.image_size = dtype, size
   model = models.build(config.model)
   path = weights_path if weights_path and os.path.isfile(weights_path) else None
@@ -89,10 +90,15 @@ def synthetic_groups(num_views, size):
           for g in range(2)]
 
 
+def recipe_config():
+  return config_lib.load_file(os.path.join(os.path.dirname(__file__), "..", "configs",
+                                           "cpu_frozen.py"))
+
+
 def view_config(size):
-  config = cpu_frozen.get_config().data
-  return views.ViewConfig(size=size, crops=config.view_crops, composites=config.view_composites,
-                          min_scale=config.view_min_scale, seed=0)
+  config = recipe_config().data.views
+  return views.ViewConfig(size=size, crops=config.crops, composites=config.composites,
+                          min_scale=config.min_scale, seed=0)
 
 
 def pieces(groups):
@@ -106,7 +112,7 @@ def pieces(groups):
 # ----------------------------------------------------------------------------- parts
 def conv_flops(size, batch):
   """Multiply-add FLOPs (x2) of VGG16's 13 convolutions on ``batch`` size x size images."""
-  config = cpu_frozen.get_config().model
+  config = recipe_config().model
   total, side, channels = 0, size, 3
   for width, convs in zip(config.encoder_widths, config.encoder_convs):
     for _ in range(convs):

@@ -11,8 +11,8 @@ For every ground-truth mask (bool, H x W, the file's full resolution):
    default with fractional cell borders (``--resample area``: a pixel cut by a cell
    border counts in both cells by the fraction of it inside each);
 2. upsample the c x c map bilinearly back to H x W, as the evaluation does
-   (``coseg_jax.evaluate.to_original_size``, PIL bilinear, half-pixel centres);
-3. threshold at 0.5 (foreground where > 0.5, ``coseg_jax.sod_metrics.binarize``) and
+   (``coseg_jax.maps.to_original_size``, PIL bilinear, half-pixel centres);
+3. threshold at 0.5 (foreground where > 0.5, ``coseg_jax.maps.binarize``) and
    score it against the mask with ``coseg_jax.metrics`` (an empty union scores 1).
 
 Per-image Jaccard is averaged within each class, then over classes (the "Average" row
@@ -33,9 +33,8 @@ import numpy as np
 from PIL import Image
 
 from bench.common import print_table, write_json
-from coseg_jax import constants, metrics, sod_metrics
+from coseg_jax import constants, maps, metrics
 from coseg_jax.data import folders, images
-from coseg_jax.evaluate import to_original_size
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 RESAMPLE = ("area", "split", "box", "square")
@@ -80,8 +79,8 @@ def cells(mask, c, resample="area"):
 
 def oracle_prediction(mask, c, resample="area"):
   """bool [H, W]: the c x c cell map of ``mask`` upsampled bilinearly and thresholded at 0.5."""
-  upsampled = to_original_size(cells(mask, c, resample), np.shape(mask))
-  return sod_metrics.binarize(upsampled, constants.THRESHOLD)
+  upsampled = maps.to_original_size(cells(mask, c, resample), np.shape(mask))
+  return maps.binarize(upsampled, constants.THRESHOLD)
 
 
 def oracle_counts(masks, c, resample="area"):
