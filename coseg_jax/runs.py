@@ -5,8 +5,10 @@ it imports nothing from training.
   config, model, variables = coseg_jax.runs.load_run(checkpoint="runs/cpu_frozen")
 
 ``checkpoint`` is anything ``checkpoints.resolve`` takes: a workdir (its latest step), a
-``checkpoints/`` or ``best/`` folder, a step folder, or a released .npz/.pkl/.pth file.
-A run's config is its ``config.json`` (written by training), unless one is given.
+``checkpoints/`` or ``best/`` folder, a step folder, a released model of this package
+(``coseg_jax.release``: a .npz that carries its config) or a released checkpoint of the
+authors' code (.npz/.pkl/.pth). A run's config is its ``config.json`` (written by
+training), unless one is given.
 """
 
 import json
@@ -15,7 +17,7 @@ import pathlib
 from flax import traverse_util
 import ml_collections
 
-from coseg_jax import checkpoints, models, weights
+from coseg_jax import checkpoints, models, release, weights
 from coseg_jax import config as config_lib
 from coseg_jax.constants import STRIDE
 from coseg_jax.errors import UserError
@@ -69,12 +71,20 @@ def released_run(path, config=None):
   return config, model, weights.load_reference_checkpoint(path, model)
 
 
-def load_checkpoint(found, config=None, warn=print):
+def load_checkpoint(found, config=None, warn=print, vgg16_weights=None):
   """(config, model, variables, what was read) of a ``checkpoints.resolve`` result.
 
-  ``config`` (e.g. from ``--config``) wins; without it the run's config.json is read. A
-  run's unreadable newest step is skipped for the newest intact one (``warn`` names it).
+  ``config`` (e.g. from ``--config``) wins; without it the run's config.json (or the
+  released model's own config) is read. A run's unreadable newest step is skipped for the
+  newest intact one (``warn`` names it). ``vgg16_weights``: the encoder of a released model
+  that leaves it out (``release.load``).
   """
+  if found.released and release.is_release(found.path):
+    own, model, variables = release.load(found.path, vgg16_weights)
+    if config is not None:
+      model = models.build(config.model)
+      check_variables(model, variables, str(found.path))
+    return config or own, model, variables, found.path
   if found.released:
     return (*released_run(found.path, config), found.path)
   config = read_config(found.run_dir) if config is None else config
@@ -91,11 +101,11 @@ def resolve(workdir=None, checkpoint=None):
   return checkpoints.resolve(checkpoint or workdir, run_dir=workdir if checkpoint else None)
 
 
-def load_run(workdir=None, checkpoint=None, config=None, warn=print):
+def load_run(workdir=None, checkpoint=None, config=None, warn=print, vgg16_weights=None):
   """(config, model, variables) of a trained run, or of a released checkpoint file.
 
   ``workdir`` alone is the run's latest step; beside ``checkpoint`` it is the run folder
   holding config.json. A missing checkpoint raises ``checkpoints.CheckpointError``, a
   missing config.json ``FileNotFoundError``, each naming the path.
   """
-  return load_checkpoint(resolve(workdir, checkpoint), config, warn)[:3]
+  return load_checkpoint(resolve(workdir, checkpoint), config, warn, vgg16_weights)[:3]

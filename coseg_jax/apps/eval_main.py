@@ -46,6 +46,9 @@ def define(fv):
   flags.DEFINE_string("threshold", None, "Overrides config.eval.threshold: a number in (0, 1), "
                       "or 'adaptive' (min(mean + std, 0.8) per map, as SSNM / UFO).",
                       flag_values=fv)
+  flags.DEFINE_string("vgg16_weights", None, "A released model (coseg_jax.release) without its "
+                      "encoder: the VGG16 weights it was trained with (default: the path it "
+                      "records).", flag_values=fv)
   flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Split of the pairs / groups.",
                     flag_values=fv)
   flags.DEFINE_string("out", None, "JSON report path; default "
@@ -68,7 +71,7 @@ def evaluate_and_print(fv, args):
   result = evaluate.run(config=fv.config, workdir=fv.workdir, checkpoint=fv.checkpoint,
                         modes=fv.modes, split=fv.split, chunk_size=fv.chunk_size,
                         threshold=fv.threshold, save_maps=fv.save_maps, method=fv.method,
-                        out=fv.out)
+                        out=fv.out, vgg16_weights=fv.vgg16_weights)
   print(report_lib.format_report(result))
 
 

@@ -163,7 +163,7 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=TH
 
 def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out=False,
                    chunk_size=8, image_size=None, save_attention=False, save_probs=False,
-                   threshold=THRESHOLD, partner_gate=False, log=print):
+                   threshold=THRESHOLD, partner_gate=False, vgg16_weights=None, log=print):
   """Co-segments every group of ``image_paths`` and writes the pictures to ``out``.
 
   Returns {group name: its output folder}.
@@ -176,7 +176,8 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
     check_size(image_size, "--image_size")
   out = files_lib.writable_folder(out, "--out")
   check_out_apart(out, image_paths)
-  config, model, variables = runs.load_run(checkpoint=checkpoint, warn=log)
+  config, model, variables = runs.load_run(checkpoint=checkpoint, warn=log,
+                                           vgg16_weights=vgg16_weights)
   size = image_size or config.data.image_size
   written, alphas, labels = {}, [], []
   for name, files in tqdm.tqdm(groups, desc="segment", unit="group", leave=False,
@@ -233,6 +234,9 @@ def define(fv):
   flags.DEFINE_string("threshold", str(THRESHOLD), "Foreground where P(foreground) exceeds "
                       "this, or 'adaptive': each map's mean + std, at most 0.8 (better on "
                       "objects of unseen classes, docs/results.md).", flag_values=fv)
+  flags.DEFINE_string("vgg16_weights", None, "A released model (coseg_jax.release) without "
+                      "its encoder: the VGG16 weights it was trained with (default: the path "
+                      "it records).", flag_values=fv)
   flags.DEFINE_bool("partner_gate", False, "Keep in each image what resembles the other "
                     "images' foreground (coseg_jax.proj.real_photos.partner_gate).", flag_values=fv)
 
@@ -245,7 +249,8 @@ def segment(fv, args):
   return segment_folder(
       fv.checkpoint, fv.images, fv.out, reduce=fv.reduce, leave_one_out=fv.leave_one_out,
       chunk_size=fv.chunk_size, image_size=fv.image_size, save_attention=fv.save_attention,
-      save_probs=fv.save_probs, threshold=fv.threshold, partner_gate=fv.partner_gate)
+      save_probs=fv.save_probs, threshold=fv.threshold, partner_gate=fv.partner_gate,
+      vgg16_weights=fv.vgg16_weights)
 
 
 def main(argv=None):

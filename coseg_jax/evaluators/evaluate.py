@@ -7,7 +7,7 @@ The data and the output path are checked before any work; the report
 
 import pathlib
 
-from coseg_jax import config as config_lib, maps, runs
+from coseg_jax import config as config_lib, maps, release, runs
 from coseg_jax.data import pipeline
 from coseg_jax.evaluators import distractor, groups, pairs, report as report_lib, saliency
 from coseg_jax.evaluators import modes as modes_lib
@@ -35,7 +35,8 @@ def map_writer(save_maps, method, data_config, modes):
 
 
 def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test", chunk_size=None,
-        out=None, log=print, threshold=None, save_maps=None, method="coseg_jax"):
+        out=None, log=print, threshold=None, save_maps=None, method="coseg_jax",
+        vgg16_weights=None):
   """Evaluates a checkpoint in ``modes`` -> the report.
 
   The settings are ``config.eval``'s (``modes``: names, empty for the dataset's defaults;
@@ -44,12 +45,13 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   ``save_maps`` the group modes' maps are written under ``<save_maps>/<method>/<dataset>/``
   and scored with the co-saliency metrics (``evaluators.saliency``), reported under each
   mode's "sod". The report goes to ``out`` (default ``report.default_out_path``).
+  ``vgg16_weights``: the encoder of a released model that leaves it out.
   """
   found = runs.resolve(workdir, checkpoint)
-  if found.released and config is None:
+  if found.released and config is None and not release.is_release(found.path):
     raise ValueError(f"{found.path} is a released checkpoint without a run config: give the "
                      "experiment config with --config (e.g. configs/reference_ca.py)")
-  config, model, variables, read = runs.load_checkpoint(found, config, warn=log)
+  config, model, variables, read = runs.load_checkpoint(found, config, log, vgg16_weights)
   config_lib.validate(config, training=False)
   settings = config.eval
   threshold = maps.parse_threshold(settings.threshold if threshold is None else threshold)

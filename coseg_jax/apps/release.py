@@ -1,0 +1,128 @@
+r"""Releases a trained run as one file and writes its model card (``coseg_jax.release``).
+
+  python -m coseg_jax.apps.release --checkpoint=runs/cpu_frozen --out=release/coseg_fca.npz \
+      --reports=runs/heldout/eval_pascal_voc10_coseg_test.json,runs/heldout/eval_msrc_cow_test.json
+
+writes ``coseg_fca.npz`` (what ``coseg-segment --checkpoint`` and ``eval.py --checkpoint``
+load) and ``coseg_fca.md``, the model card: the model, its training data and step, the
+VGG16 weights it needs (file name, sha256, where they come from), the held-out numbers of
+the given ``eval.py`` reports (each with its baselines), and the known limits.
+"""
+
+import json
+import pathlib
+
+from absl import flags
+
+from coseg_jax import files, release, runs
+from coseg_jax.apps import cli
+from coseg_jax.evaluators import report as report_lib
+
+VGG16_SOURCE = (
+    "The Oxford VGG16 ImageNet weights (Simonyan & Zisserman; CC BY 4.0) in torchvision's "
+    "layout (keys `features.N.weight/bias`, OIHW float32), with Caffe's preprocessing folded "
+    "into conv1_1 so that it takes torchvision's normalisation. In this project's development "
+    "data it is `../shared/data/vgg16_features_oxford.pth` (its README describes it). "
+    "Elsewhere, convert the Oxford VGG16 to that layout the same way; the sha256 above "
+    "identifies the exact file, and `coseg-segment` refuses any other with one line.")
+LIMITS = (
+    "Trained on 10 (or fewer) PASCAL classes of the VOC10 co-segmentation set: a few hundred "
+    "photos. Objects of classes it never saw are found weakly (see the numbers).",
+    "It decides on pool5's cells (8 x 8 at 256 px): masks are blobs at object edges, and thin "
+    "or cluttered objects (bicycles, chairs) are mostly missed; even a perfect decision per "
+    "cell scores about 58 Jaccard on VOC10 (docs/results.md, the cell oracle).",
+    "A photo that shares nothing with its group still gets a mask (its most salient part).",
+    "Not the paper's training (VOC 2012, whole network at 512 px): a CPU recipe "
+    "(configs/cpu_frozen.py).",
+)
+
+
+def define(fv):
+  flags.DEFINE_string("checkpoint", None, "The run: a workdir, a checkpoints/ or best folder, "
+                      "or a step folder.", flag_values=fv)
+  flags.DEFINE_string("out", None, "The released file (.npz); the model card is written "
+                      "beside it (.md).", flag_values=fv)
+  flags.DEFINE_string("vgg16_weights", None, "The VGG16 weights the run was trained with "
+                      "(default: its config.init.vgg16_weights).", flag_values=fv)
+  flags.DEFINE_list("reports", [], "eval.py JSON reports of this run to quote in the model "
+                    "card (held-out numbers with their baselines).", flag_values=fv)
+  flags.mark_flags_as_required(["checkpoint", "out"], flag_values=fv)
+
+
+def release_run(checkpoint, out, vgg16_weights=None, reports=(), log=print):
+  """Writes the released file and its model card; returns their paths."""
+  out = pathlib.Path(out)
+  if out.suffix != ".npz":
+    raise ValueError(f"--out={out}: a released model is a .npz file")
+  files.check_writable_file(out, "the released model")
+  loaded = [read_report(path) for path in reports]
+  found = runs.resolve(checkpoint=checkpoint)
+  if found.released:
+    raise ValueError(f"--checkpoint={checkpoint}: give a training run, not a released file")
+  config, _, variables, step_dir = runs.load_checkpoint(found, warn=log)
+  weights_path = vgg16_weights or config.init.vgg16_weights
+  meta = release.write(out, config, variables, int(step_dir.name), weights_path,
+                       {"run": str(found.run_dir)})
+  card = out.with_suffix(".md")
+  card.write_text(model_card(out, meta, loaded))
+  log(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB) and its model card {card}")
+  return out, card
+
+
+def read_report(path):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise ValueError(f"--reports: cannot read {path}: {e}") from e
+
+
+def model_card(path, meta, reports):
+  """The model card (Markdown) of a released file."""
+  config = meta["config"]
+  data = config["data"]
+  lines = [f"# {path.name}", "",
+           f"A co-segmentation model of coseg_jax ({release.FORMAT}): "
+           f"`{config['model']['attention']}` attention, {data['image_size']} x "
+           f"{data['image_size']} input, trained {meta['step']} steps "
+           f"(`configs/cpu_frozen.py`-style run `{pathlib.Path(meta['run']).name}`).", "",
+           "```bash",
+           f"coseg-segment --checkpoint={path.name} --images=my_photos/ --out=out/ "
+           "--threshold=adaptive",
+           "```", "", "## Training data", "",
+           f"`{data['root']}`, groups: {data['groups'] or 'all'} (PASCAL-VOC10 co-segmentation "
+           "set of Faktor & Irani: PASCAL VOC / Flickr photos, research use).", ""]
+  lines += _encoder_section(meta)
+  lines += ["## Held-out numbers", ""]
+  lines += [_report_lines(r) for r in reports] or ["No eval.py report was given.", ""]
+  lines += ["## Known limits", ""] + [f"- {limit}" for limit in LIMITS] + [""]
+  return "\n".join(lines)
+
+
+def _encoder_section(meta):
+  if "encoder" not in meta:
+    return ["## Encoder", "", "The encoder was trained with the rest and is in the file.", ""]
+  encoder = meta["encoder"]
+  return ["## Encoder: VGG16 weights needed", "",
+          f"The file leaves the frozen VGG16 encoder out. It needs `{encoder['file']}`, sha256 "
+          f"`{encoder['sha256']}` (`--vgg16_weights=PATH`; by default the path of the "
+          "training run).", "", VGG16_SOURCE, ""]
+
+
+def _report_lines(report):
+  header = (f"`eval.py` report: {report['dataset']} ({report['split']}), threshold "
+            f"{report['threshold']}, groups {report['config']['data'].get('groups') or 'all'}")
+  return "\n".join([header, "", "```", report_lib.format_report(report), "```", ""])
+
+
+def run_release(fv, args):
+  cli.no_arguments(args)
+  release_run(fv.checkpoint, fv.out, fv.vgg16_weights, fv.reports)
+
+
+def main(argv=None):
+  return cli.main(define, run_release, argv, __doc__)
+
+
+if __name__ == "__main__":
+  main()
