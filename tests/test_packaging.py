@@ -23,7 +23,7 @@ def test_console_scripts_run():
     code = f"import sys; sys.argv = [{script!r}, '--help']; from {module} import {function}; {function}()"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=REPO, check=False)
-    # absl prints "USAGE: coseg-train [flags]" (and exits 1), argparse "usage: ..." (exit 0)
+    # every command prints "usage: NAME [flags]", its doc and its flags
     assert "usage:" in result.stdout.lower(), (script, result.stderr[-2000:])
 
 

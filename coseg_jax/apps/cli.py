@@ -87,7 +87,8 @@ def main(define, command, argv=None, doc=""):
                        "logs (20 = INFO; default WARNING: Orbax's INFO logs are many).",
                        flag_values=flag_values)
   if {"-h", "--help", "--helpfull"} & set(argv):
-    print(f"{doc.strip()}\n\nflags:\n{flag_values.get_help()}")
+    prog = os.path.basename(sys.argv[0]) or "command"
+    print(f"usage: {prog} [flags]\n\n{doc.strip()}\n\nflags:\n{flag_values.get_help()}")
     return None
   args = run(lambda: parse(flag_values, [sys.argv[0], *argv]), debug="--debug" in argv)[1:]
   absl_logging.set_verbosity(absl_logging.converter.standard_to_absl(flag_values.verbosity))
