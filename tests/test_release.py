@@ -82,8 +82,8 @@ def test_segment_and_eval_take_the_released_file(frozen_run, tmp_path):
   for n in range(3):
     Image.fromarray(noise(48, 64, seed=n)).save(photos / f"p{n}.png")
   for name, checkpoint in (("from_run", frozen_run), ("from_file", out)):
-    segment.main([f"--checkpoint={checkpoint}", f"--images={photos}",
-                  f"--out={tmp_path / name}", "--chunk_size=2"])
+    assert segment.main([f"--checkpoint={checkpoint}", f"--images={photos}",
+                         f"--out={tmp_path / name}", "--chunk_size=2"]) is None  # exit 0
   for n in range(3):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "from_run" / f"p{n}_mask.png")),
                                   np.asarray(Image.open(tmp_path / "from_file" / f"p{n}_mask.png")))

@@ -89,7 +89,7 @@ def main(define, command, argv=None, doc=""):
   if {"-h", "--help", "--helpfull"} & set(argv):
     prog = os.path.basename(sys.argv[0]) or "command"
     print(f"usage: {prog} [flags]\n\n{doc.strip()}\n\nflags:\n{flag_values.get_help()}")
-    return None
+    return
   args = run(lambda: parse(flag_values, [sys.argv[0], *argv]), debug="--debug" in argv)[1:]
   absl_logging.set_verbosity(absl_logging.converter.standard_to_absl(flag_values.verbosity))
-  return run(lambda: command(flag_values, args), flag_values.debug)
+  run(lambda: command(flag_values, args), flag_values.debug)

@@ -77,7 +77,7 @@ def evaluate_and_print(fv, args):
 
 def run(argv=None):
   """The ``coseg-eval`` console script and ``python eval.py``."""
-  return cli.main(define, evaluate_and_print, argv, __doc__)
+  cli.main(define, evaluate_and_print, argv, __doc__)
 
 
 if __name__ == "__main__":

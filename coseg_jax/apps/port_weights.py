@@ -68,7 +68,7 @@ def port(kind, src, dst):
 
 
 def main(argv=None):
-  return cli.main(define, port_files, argv, __doc__)
+  cli.main(define, port_files, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def run_release(fv, args):
 
 
 def main(argv=None):
-  return cli.main(define, run_release, argv, __doc__)
+  cli.main(define, run_release, argv, __doc__)
 
 
 if __name__ == "__main__":

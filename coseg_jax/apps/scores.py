@@ -28,7 +28,7 @@ def score(fv, args):
 
 
 def main(argv=None):
-  return cli.main(define, score, argv, __doc__)
+  cli.main(define, score, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -255,7 +255,7 @@ def segment(fv, args):
 
 def main(argv=None):
   """The ``coseg-segment`` console script."""
-  return cli.main(define, segment, argv, __doc__)
+  cli.main(define, segment, argv, __doc__)
 
 
 if __name__ == "__main__":

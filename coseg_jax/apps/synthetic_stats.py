@@ -50,7 +50,7 @@ def measure(fv, args):
 
 
 def main(argv=None):
-  return cli.main(define, measure, argv, __doc__)
+  cli.main(define, measure, argv, __doc__)
 
 
 if __name__ == "__main__":

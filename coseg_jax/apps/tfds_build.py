@@ -37,7 +37,7 @@ def build(fv, args):
 
 
 def main(argv=None):
-  return cli.main(define, build, argv, __doc__)
+  cli.main(define, build, argv, __doc__)
 
 
 if __name__ == "__main__":

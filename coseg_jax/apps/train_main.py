@@ -48,7 +48,7 @@ def train(fv, args):
 
 def run(argv=None):
   """The ``coseg-train`` console script and ``python train.py``."""
-  return cli.main(define, train, argv, __doc__)
+  cli.main(define, train, argv, __doc__)
 
 
 if __name__ == "__main__":

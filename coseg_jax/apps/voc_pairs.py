@@ -29,7 +29,7 @@ def export(fv, args):
 
 
 def main(argv=None):
-  return cli.main(define, export, argv, __doc__)
+  cli.main(define, export, argv, __doc__)
 
 
 if __name__ == "__main__":
