@@ -3,7 +3,8 @@ cached features of augmented views and composites (training choices, not the pap
 
 The paper trains the whole network on VOC 2012 pairs at 512 x 512 (configs/fca.py). On a
 2-core CPU this recipe trains FCA at 256 x 256 (pool5 is 8 x 8) on the ten classes of the
-shared PASCAL-VOC10 co-segmentation set. What it adds (docs/results.md measures each):
+shared PASCAL-VOC10 co-segmentation set. What it adds (docs/results.md and
+coseg_jax/proj/real_photos/research_log.md measure each):
 
 * ``data.views.enabled``: every image is encoded once in several views (whole, mirrored,
   scaled crops), so 551 images are not memorised; the features are cached on disk;
@@ -20,7 +21,9 @@ shared PASCAL-VOC10 co-segmentation set. What it adds (docs/results.md measures 
 Held-out classes (docs/results.md): add --config.data.groups=Aero,Bicycle,Bird,Boat,Bottle
 to train on five classes, then evaluate the others:
 
-  python eval.py --workdir runs/cpu_frozen --config.data.groups=Bus,Car,Cat,Chair,Cow
+  python eval.py --config configs/cpu_frozen.py --workdir runs/cpu_frozen \\
+      --config.data.root=../shared/data/pascal_voc10_coseg \\
+      --config.data.groups=Bus,Car,Cat,Chair,Cow --config.eval.threshold=adaptive
 """
 
 from coseg_jax import config as config_lib
