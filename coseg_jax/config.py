@@ -19,6 +19,7 @@ import pathlib
 import ml_collections
 import numpy as np
 
+from coseg_jax import maps
 from coseg_jax.constants import DATASETS, STRIDE
 
 
@@ -39,6 +40,9 @@ def default_config():
   config.eval.threshold = "0.5"  # group modes: binarise maps at this number, or "adaptive"
   config.eval.chunk_size = 8  # images (or pairs) per compiled call in the group modes
   config.eval.modes = ""  # evaluation modes, comma-separated; "" = the dataset's defaults
+  config.eval.refine = ""  # group modes: "" | "guided" (maps.guided_filter at the image's size)
+  config.eval.refine_radius = maps.GUIDED_RADIUS  # guided: window radius, of the longer side
+  config.eval.refine_eps = maps.GUIDED_EPS  # guided: the filter's regulariser (guide in [0, 1])
   return config
 
 
@@ -176,6 +180,8 @@ CHECKS = (
     ("eval.max_batches", _count, "an integer >= 0 (0 = all)"),
     ("eval.chunk_size", _positive, "a positive integer"),
     ("eval.modes", lambda v: isinstance(v, str), "mode names, comma-separated ('' = defaults)"),
+    ("eval.refine_radius", lambda v: 0 < v <= 1, "a fraction of the image side in (0, 1]"),
+    ("eval.refine_eps", lambda v: np.isfinite(v) and v > 0, "a positive number"),
 )
 
 
@@ -183,7 +189,7 @@ def _module_checks():
   """The checks whose allowed values live with what they name, imported here (not at the
   top) so that loading a config file stays light."""
   # pylint: disable=g-import-not-at-top
-  from coseg_jax import maps, models
+  from coseg_jax import models
   from coseg_jax.data import folders, pipeline, synthetic
   from coseg_jax.models.attention import ATTENTIONS
   from coseg_jax.models.coseg import DECODERS
@@ -197,7 +203,8 @@ def _module_checks():
           ("data.synthetic.num_categories", lambda v: _is_int(v) and 2 <= v <= most,
            f"an integer in 2..{most}"),
           ("data.image_size", models.is_size, f"a positive multiple of {STRIDE}"),
-          ("eval.threshold", maps.is_threshold, "'adaptive' or a number in (0, 1)"))
+          ("eval.threshold", maps.is_threshold, "'adaptive' or a number in (0, 1)"),
+          ("eval.refine", lambda v: v in maps.REFINERS, " | ".join(map(repr, maps.REFINERS))))
 
 
 def _get(tree, key):

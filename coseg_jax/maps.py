@@ -74,3 +74,61 @@ def to_original_size(probs, size):
   if probs.shape == (height, width):
     return probs
   return np.asarray(Image.fromarray(probs).resize((width, height), Image.Resampling.BILINEAR))
+
+
+# ----------------------------------------------------------------------------- refinement
+REFINERS = ("", "guided")
+GUIDED_RADIUS = 0.0625  # of the image's longer side: half a pool5 cell at 256 px (8 x 8)
+GUIDED_EPS = 0.01  # the filter's regulariser, for a grey guide in [0, 1]
+
+
+def refiner(name, radius=GUIDED_RADIUS, eps=GUIDED_EPS):
+  """fn(map [H, W], image uint8 [h, w, 3]) -> refined map [H, W], or None for ``name`` "".
+
+  "guided": ``guided_filter`` with the image as guide, its window ``radius`` times the
+  map's longer side; the map's edges move to the image's edges within the window.
+  """
+  if name not in REFINERS:
+    raise ValueError(f"refine={name!r}: expected one of {REFINERS}")
+  if not name:
+    return None
+  return lambda probs, image: guided_filter(probs, image, radius, eps)
+
+
+def guided_filter(probs, image, radius=GUIDED_RADIUS, eps=GUIDED_EPS):
+  """The guided filter (He, Sun, Tang, ECCV 2010) of a probability map with a grey guide.
+
+  Within every window of side 2r + 1, r = round(``radius`` * max(H, W)), the output is a
+  linear function a * I + b of the guide I (the image, grey, in [0, 1], resized to the
+  map if needed) fitted to the map by least squares with ridge ``eps``; a and b are
+  averaged over the windows covering each pixel. Where the image is flat it smooths the
+  map; across the image's edges it keeps them. Written with numpy box sums: every photo
+  has its own size, which a jitted version would compile anew for.
+  """
+  probs = np.asarray(probs, np.float64)
+  guide = np.asarray(Image.fromarray(np.asarray(image, np.uint8)).convert("L"), np.float64)
+  if guide.shape != probs.shape:
+    guide = to_original_size(guide.astype(np.float32), probs.shape).astype(np.float64)
+  guide /= 255.0
+  r = max(1, round(radius * max(probs.shape)))
+  mean_i, mean_p = _box_mean(guide, r), _box_mean(probs, r)
+  cov_ip = _box_mean(guide * probs, r) - mean_i * mean_p
+  var_i = _box_mean(guide * guide, r) - mean_i * mean_i
+  a = cov_ip / (var_i + eps)
+  b = mean_p - a * mean_i
+  refined = _box_mean(a, r) * guide + _box_mean(b, r)
+  return np.clip(refined, 0, 1).astype(np.float32)
+
+
+def _box_mean(x, r):
+  """The mean of x over the (2r + 1)^2 window around each pixel, clipped at the borders."""
+  total = np.pad(x, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+  height, width = x.shape
+  top = np.clip(np.arange(height) - r, 0, height)
+  bottom = np.clip(np.arange(height) + r + 1, 0, height)
+  left = np.clip(np.arange(width) - r, 0, width)
+  right = np.clip(np.arange(width) + r + 1, 0, width)
+  sums = (total[bottom][:, right] - total[top][:, right] - total[bottom][:, left]
+          + total[top][:, left])
+  counts = np.outer(bottom - top, right - left)
+  return sums / counts

@@ -263,3 +263,32 @@ def test_threshold_and_binarize():
   adaptive = maps.binarize(probs, "adaptive")  # each map its own mean + std
   np.testing.assert_array_equal(adaptive[0], probs[0] > min(probs[0].mean() + probs[0].std(), .8))
   np.testing.assert_array_equal(adaptive[1], probs[1] > min(probs[1].mean() + probs[1].std(), .8))
+
+
+def test_box_mean_and_guided_filter_by_hand():
+  x = np.random.default_rng(0).uniform(size=(7, 9))
+  brute = np.array([[x[max(0, i - 2):i + 3, max(0, j - 2):j + 3].mean() for j in range(9)]
+                    for i in range(7)])
+  np.testing.assert_allclose(maps._box_mean(x, 2), brute, atol=1e-12)  # pylint: disable=protected-access
+  flat = np.full((20, 30, 3), 90, np.uint8)  # no edge in the image: a constant stays constant
+  np.testing.assert_allclose(maps.guided_filter(np.full((20, 30), 0.3), flat), 0.3, atol=1e-6)
+  assert maps.refiner("") is None
+  with pytest.raises(ValueError, match="refine='crf'"):
+    maps.refiner("crf")
+
+
+def test_refined_maps_follow_the_image_edges():
+  """A map whose edge is 4 pixels off the object's edge (a coarse decoder's blob) moves
+  towards it: the group table scores it higher with ``refine``."""
+  image = np.zeros((40, 60, 3), np.uint8)
+  image[:, 30:] = 255  # the object: columns 30..59
+  truth = column_mask(40, 60, 30, 60)
+  coarse = np.zeros((40, 60), np.float32)
+  coarse[:, 26:] = 0.9
+  groups = [{"name": "g", "inputs": np.zeros((1, 40, 60, 3), np.uint8), "images": [image],
+             "masks": [truth]}]
+  segment = {"m": lambda x: coarse[None]}
+  plain = group_protocol.evaluate(iter(groups), segment)["m"]["average"]["jaccard"]
+  refined = group_protocol.evaluate(iter(groups), segment, refine=maps.refiner(
+      "guided", radius=0.15, eps=1e-3))["m"]["average"]["jaccard"]
+  assert plain == pytest.approx(30 / 34) and refined > plain + 0.02

@@ -134,11 +134,13 @@ def pca_2d(vectors):
   return np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
 
 
-def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=THRESHOLD):
+def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=THRESHOLD,
+                refine=None):
   """Writes masks, overlays (soft maps, attention maps) of one group and its contact sheet.
 
   ``probs``: P(foreground) [N, S, S]; ``heat``: spatial attention [N, h, w] or None;
-  ``threshold``: a number, or "adaptive" (``maps.binarize`` of each full-size map).
+  ``threshold``: a number, or "adaptive" (``maps.binarize`` of each full-size map);
+  ``refine``: a ``maps.refiner`` applied to each full-size map with its image, or None.
   Returns the contact sheet's path.
   """
   out_dir = pathlib.Path(out_dir)
@@ -146,6 +148,8 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=TH
   for n, path in enumerate(files):
     image = images.read_image(path)
     soft = maps.to_original_size(probs[n], image.shape[:2])
+    if refine is not None:
+      soft = refine(soft, image)
     mask = maps.binarize(soft, threshold)
     pictures.save(out_dir / f"{path.stem}_mask.png", pictures.mask_image(mask))
     if save_probs:
@@ -163,7 +167,8 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=TH
 
 def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out=False,
                    chunk_size=8, image_size=None, save_attention=False, save_probs=False,
-                   threshold=THRESHOLD, partner_gate=False, vgg16_weights=None, log=print):
+                   threshold=THRESHOLD, partner_gate=False, refine="", vgg16_weights=None,
+                   log=print):
   """Co-segments every group of ``image_paths`` and writes the pictures to ``out``.
 
   Returns {group name: its output folder}.
@@ -172,6 +177,7 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
   if chunk_size < 1:
     raise ValueError(f"--chunk_size={chunk_size}: expected a positive integer")
   threshold = maps.parse_threshold(threshold, "--threshold")
+  refiner = maps.refiner(refine)
   if image_size:
     check_size(image_size, "--image_size")
   out = files_lib.writable_folder(out, "--out")
@@ -191,7 +197,7 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
       alphas.append(group_alphas)
       labels += [name] * len(files)
     written[name] = out / name if len(groups) > 1 else out
-    write_group(written[name], files, probs, heat, save_probs, threshold)
+    write_group(written[name], files, probs, heat, save_probs, threshold, refiner)
     log(f"{name}: {len(files)} images -> {written[name]}")
   if save_attention and len(groups) > 1:
     path = plots.attention_embedding(pca_2d(np.concatenate(alphas)), labels,
@@ -234,6 +240,9 @@ def define(fv):
   flags.DEFINE_string("threshold", str(THRESHOLD), "Foreground where P(foreground) exceeds "
                       "this, or 'adaptive': each map's mean + std, at most 0.8 (better on "
                       "objects of unseen classes, docs/results.md).", flag_values=fv)
+  flags.DEFINE_enum("refine", "", list(maps.REFINERS), "Refine each map at the photo's size "
+                    "with the photo: 'guided' (maps.guided_filter; edges follow the image's).",
+                    flag_values=fv)
   flags.DEFINE_string("vgg16_weights", None, "A released model (coseg_jax.release) without "
                       "its encoder: the VGG16 weights it was trained with (default: the path "
                       "it records).", flag_values=fv)
@@ -250,7 +259,7 @@ def segment(fv, args):
       fv.checkpoint, fv.images, fv.out, reduce=fv.reduce, leave_one_out=fv.leave_one_out,
       chunk_size=fv.chunk_size, image_size=fv.image_size, save_attention=fv.save_attention,
       save_probs=fv.save_probs, threshold=fv.threshold, partner_gate=fv.partner_gate,
-      vgg16_weights=fv.vgg16_weights)
+      refine=fv.refine, vgg16_weights=fv.vgg16_weights)
 
 
 def main(argv=None):

@@ -41,7 +41,8 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
 
   The settings are ``config.eval``'s (``modes``: names, empty for the dataset's defaults;
   ``threshold``: 0.5 or "adaptive", binarising the group and distractor maps;
-  ``chunk_size``); the arguments of the same names, when given, override them. With
+  ``chunk_size``; ``refine``: a refinement of the group modes' maps at the image's size,
+  ``maps.refiner``); the arguments of the same names, when given, override them. With
   ``save_maps`` the group modes' maps are written under ``<save_maps>/<method>/<dataset>/``
   and scored with the co-saliency metrics (``evaluators.saliency``), reported under each
   mode's "sod". The report goes to ``out`` (default ``report.default_out_path``).
@@ -64,7 +65,8 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   report = {"dataset": dataset_name(data_config), "split": split, "checkpoint": str(read),
             "step": int(read.name) if read.name.isdigit() else None,
             "run_dir": str(found.run_dir), "modes": [m.name for m in modes],
-            "threshold": threshold, "results": {}, "config": config.to_dict()}
+            "threshold": threshold, "refine": settings.refine, "results": {},
+            "config": config.to_dict()}
   out = out or report_lib.default_out_path(report)
   report_lib.check_writable(out)
 
@@ -80,8 +82,9 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   if modes_lib.of(modes, "groups"):
     segmenters = {m.name: groups.segmenter(m, model, variables, chunk_size)
                   for m in modes_lib.of(modes, "groups")}
+    refine = maps.refiner(settings.refine, settings.refine_radius, settings.refine_eps)
     groups.evaluate(lambda: pipeline.iterate_groups(data_config, split=split), segmenters,
-                    finished, threshold, writer)
+                    finished, threshold, writer, refine)
   if modes_lib.of(modes, "distractor"):
     segmenters = {m.name: distractor.segmenter(m, model, variables, chunk_size)
                   for m in modes_lib.of(modes, "distractor")}

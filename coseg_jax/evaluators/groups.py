@@ -50,20 +50,28 @@ def segmenter(mode, model, variables, chunk_size=8):
 def original_size_counts(probs, masks, threshold=THRESHOLD):
   """Metric counts of S x S probabilities [N, S, S] against N full-size bool masks, each
   map resized to its mask's size and binarised there (``maps.binarize``)."""
-  return metrics.concat([
-      metrics.counts(maps.binarize(maps.to_original_size(p, m.shape), threshold)[None],
-                     m[None].astype(np.uint8))
-      for p, m in zip(probs, masks)])
+  return full_size_counts([maps.to_original_size(p, m.shape) for p, m in zip(probs, masks)],
+                          masks, threshold)
 
 
-def evaluate(groups, segmenters, on_result=None, threshold=THRESHOLD, map_writer=None):
+def full_size_counts(full_maps, masks, threshold=THRESHOLD):
+  """Metric counts of maps at their masks' sizes against the masks."""
+  return metrics.concat([metrics.counts(maps.binarize(p, threshold)[None],
+                                        m[None].astype(np.uint8))
+                         for p, m in zip(full_maps, masks)])
+
+
+def evaluate(groups, segmenters, on_result=None, threshold=THRESHOLD, map_writer=None,
+             refine=None):
   """Per-class table of every mode over ``groups`` (dicts of ``pipeline.iterate_groups``).
 
   ``groups``: a function returning a fresh iterator of the groups (read once per mode, so
   that each mode finishes before the next starts), or an iterable of them.
   ``segmenters``: {mode name: fn(inputs) -> probs}. ``on_result(mode, result)`` is called
   as each mode finishes. ``map_writer(mode, group, maps)``, if given, receives each
-  group's maps at the original size (``evaluators.saliency.MapWriter``).
+  group's maps at the original size (``evaluators.saliency.MapWriter``). ``refine``
+  (``maps.refiner``), if given, refines each map at the original size with its image,
+  before it is binarised and written.
   Returns {mode: {"classes": {group: {"jaccard", "precision", "images"}}, "average":
   {"jaccard", "precision"}, "seconds": wall time of the mode's segmentation}}.
   """
@@ -71,13 +79,13 @@ def evaluate(groups, segmenters, on_result=None, threshold=THRESHOLD, map_writer
     groups = functools.partial(iter, list(groups))
   results = {}
   for mode, segment in segmenters.items():
-    results[mode] = _evaluate_mode(groups(), mode, segment, threshold, map_writer)
+    results[mode] = _evaluate_mode(groups(), mode, segment, threshold, map_writer, refine)
     if on_result:
       on_result(mode, results[mode])
   return results
 
 
-def _evaluate_mode(groups, mode, segment, threshold=THRESHOLD, map_writer=None):
+def _evaluate_mode(groups, mode, segment, threshold=THRESHOLD, map_writer=None, refine=None):
   counts, names, seconds = [], [], 0.0
   for g in tqdm.tqdm(groups, desc=mode, unit="group", leave=False, dynamic_ncols=True):
     if g["masks"] is None:
@@ -89,9 +97,12 @@ def _evaluate_mode(groups, mode, segment, threshold=THRESHOLD, map_writer=None):
     except ValueError as e:
       raise ValueError(f"mode {mode}, group {g['name']}: {e}") from e
     seconds += time.perf_counter() - start
-    counts.append(original_size_counts(probs, g["masks"], threshold))
+    full = [maps.to_original_size(p, m.shape) for p, m in zip(probs, g["masks"])]
+    if refine is not None:
+      full = [refine(p, image) for p, image in zip(full, g["images"])]
+    counts.append(full_size_counts(full, g["masks"], threshold))
     if map_writer is not None:
-      map_writer(mode, g, [maps.to_original_size(p, m.shape) for p, m in zip(probs, g["masks"])])
+      map_writer(mode, g, full)
   if not names:
     raise ValueError("no groups to evaluate")
   table = metrics.group_means(metrics.concat(counts), names)

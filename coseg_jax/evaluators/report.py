@@ -46,6 +46,10 @@ def _text_table(header, rows):
                              for i, (v, w) in enumerate(zip(row, widths))) for row in cells)
 
 
+def _refined(report):
+  return f", maps refined ({report['refine']})" if report.get("refine") else ""
+
+
 def _percent(value):
   return f"{100 * value:.2f}"
 
@@ -84,7 +88,8 @@ def format_report(report):
               for c in classes]
       rows.append(["Average"] + [_percent(results[m]["average"][key]) for m in group_modes])
       lines += ["", f"{title} (%) at the original resolution, threshold "
-                f"{report.get('threshold', THRESHOLD)}, per image then per class:",
+                f"{report.get('threshold', THRESHOLD)}{_refined(report)}, per image then per "
+                "class:",
                 _text_table(["class"] + group_modes, rows)]
     lines += ["", _text_table(["", *group_modes], [["seconds"] + [
         f"{results[m]['seconds']:.1f}" for m in group_modes]])]
