@@ -11,14 +11,18 @@ not report (e.g. the run's training classes), then score it with ``eval.py
 """
 
 import argparse
+import sys
 import time
 
+sys.path.insert(0, __file__.rsplit("/", 2)[0])  # the repository root, for bench.common
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 
 from bench.common import print_table, write_json
 from coseg_jax import maps, metrics, runs
 from coseg_jax.data import pipeline
 from coseg_jax.evaluators import groups as group_protocol, modes
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 
 def group_maps(workdir, root, groups, chunk_size):
@@ -58,14 +62,15 @@ def main():
   args = parser.parse_args()
   threshold = maps.parse_threshold(args.threshold)
   found = group_maps(args.workdir, args.root, args.groups, args.chunk_size)
-  rows = [["none", "-", f"{100 * score(found, None, threshold):.1f}", "-"]]
+  rows = [{"refine": "none", "group_mean J": f"{100 * score(found, None, threshold):.1f}"}]
   for radius in map(float, args.radii.split(",")):
     for eps in map(float, args.eps.split(",")):
       start = time.perf_counter()
       jaccard = score(found, maps.refiner("guided", radius, eps), threshold)
-      rows.append(["guided", f"{radius:g} / {eps:g}", f"{100 * jaccard:.1f}",
-                   f"{time.perf_counter() - start:.1f}"])
-  print_table(["refine", "radius / eps", "group_mean J", "seconds"], rows)
+      rows.append({"refine": "guided", "radius": radius, "eps": eps,
+                   "group_mean J": f"{100 * jaccard:.1f}",
+                   "seconds": f"{time.perf_counter() - start:.1f}"})
+  print_table(rows, ["refine", "radius", "eps", "group_mean J", "seconds"])
   write_json(args.out, {"args": vars(args), "rows": rows,
                         "images": int(np.sum([len(f[3]) for f in found]))})
 

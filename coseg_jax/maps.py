@@ -78,8 +78,8 @@ def to_original_size(probs, size):
 
 # ----------------------------------------------------------------------------- refinement
 REFINERS = ("", "guided")
-GUIDED_RADIUS = 0.0625  # of the image's longer side: half a pool5 cell at 256 px (8 x 8)
-GUIDED_EPS = 0.01  # the filter's regulariser, for a grey guide in [0, 1]
+GUIDED_RADIUS = 0.03  # of the longer side (chosen on a run's training classes, bench/refine_sweep.py)
+GUIDED_EPS = 0.001  # the filter's regulariser, for a grey guide in [0, 1] (chosen likewise)
 
 
 def refiner(name, radius=GUIDED_RADIUS, eps=GUIDED_EPS):
