@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import pathlib
+import zipfile
 
 from flax import traverse_util
 import ml_collections
@@ -76,14 +77,21 @@ def read_meta(path):
       if META not in data.files:
         return None
       meta = json.loads(str(data[META]))
-  except (OSError, ValueError) as e:
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
     raise UserError(f"cannot read {path}: {e}") from e
   return meta if meta.get("format") == FORMAT else None
 
 
 def is_release(path):
+  """True for a released model of this package; False for any other file, readable or not
+  (an empty or corrupt .npz is left to the loader of the authors' checkpoints to name)."""
   path = pathlib.Path(path)
-  return path.suffix == ".npz" and path.is_file() and read_meta(path) is not None
+  if path.suffix != ".npz" or not path.is_file():
+    return False
+  try:
+    return read_meta(path) is not None
+  except UserError:
+    return False
 
 
 def load(path, vgg16_weights=None):

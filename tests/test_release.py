@@ -44,6 +44,16 @@ def assert_same_variables(a, b):
                jax.tree.map(np.asarray, b))
 
 
+def test_only_released_models_are_taken_for_one(tmp_path):
+  (tmp_path / "empty.npz").write_bytes(b"")
+  (tmp_path / "bad.npz").write_bytes(b"PK not a zip")
+  np.savez(tmp_path / "ported.npz", x=np.zeros(2))
+  for name in ("empty.npz", "bad.npz", "ported.npz", "missing.npz"):
+    assert not release.is_release(tmp_path / name), name
+  with pytest.raises(release.UserError, match="cannot read .*empty.npz"):
+    release.read_meta(tmp_path / "empty.npz")
+
+
 def test_a_trained_encoder_travels_in_the_file(tmp_path):
   run = save_random_run(tmp_path / "run", tiny_config())
   release_app.release_run(run, tmp_path / "model.npz", log=lambda _: None)
