@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.common import median_seconds, print_table, write_json
-from coseg_jax import config as config_lib, models, weights
+from coseg_jax import config as config_lib, group, models, weights
 from coseg_jax.data import folders
 from coseg_jax.proj.real_photos import views
 from coseg_jax.training import feature_cache
@@ -180,19 +180,24 @@ def max_relative_difference(model, encoder, images, batch):
 
 
 # ----------------------------------------------------------------------------- end to end
-def encode_async(model, encoder, images, chunk_size):
-  """``encode_chunks`` with the next chunk dispatched before the previous one is fetched."""
-  starts = range(0, len(images), chunk_size)
+def encode_one_behind(model, encoder, chunks, chunk_size):
+  """Encodes uint8 ``chunks`` (each padded to ``chunk_size``), fetching each result only
+  after the next chunk is dispatched -> features [N, ...]."""
   pending, out = None, []
-  for start in starts:
-    chunk = images[start:start + chunk_size]
-    padded = np.concatenate([chunk, chunk[:1].repeat(chunk_size - len(chunk), 0)])
-    result = (feature_cache._encode(model, encoder, padded), len(chunk))  # pylint: disable=protected-access
+  for chunk in chunks:
+    result = (feature_cache._encode(model, encoder, group.pad(chunk, chunk_size)),  # pylint: disable=protected-access
+              len(chunk))
     if pending is not None:
       out.append(np.asarray(pending[0])[:pending[1]])
     pending = result
   out.append(np.asarray(pending[0])[:pending[1]])
   return np.concatenate(out)
+
+
+def encode_async(model, encoder, images, chunk_size):
+  """``encode_chunks`` with the next chunk dispatched before the previous one is fetched."""
+  chunks = (images[start:stop] for start, stop in group.chunks(len(images), chunk_size))
+  return encode_one_behind(model, encoder, chunks, chunk_size)
 
 
 def render_thread(groups, config, chunk_size, limit):
@@ -218,16 +223,14 @@ def render_thread(groups, config, chunk_size, limit):
 
 def encode_overlapped(model, encoder, groups, config, chunk_size, limit):
   """Render (thread) and encode (chunks fetched one behind) at once -> features [N, ...]."""
-  chunks = render_thread(groups, config, chunk_size, limit)
-  pending, out = None, []
-  while (chunk := chunks.get()) is not None:
-    padded = np.concatenate([chunk, chunk[:1].repeat(chunk_size - len(chunk), 0)])
-    result = (feature_cache._encode(model, encoder, padded), len(chunk))  # pylint: disable=protected-access
-    if pending is not None:
-      out.append(np.asarray(pending[0])[:pending[1]])
-    pending = result
-  out.append(np.asarray(pending[0])[:pending[1]])
-  return np.concatenate(out)
+  rendered = render_thread(groups, config, chunk_size, limit)
+  return encode_one_behind(model, encoder, _until_none(rendered), chunk_size)
+
+
+def _until_none(items):
+  """The items of a queue up to its closing None."""
+  while (item := items.get()) is not None:
+    yield item
 
 
 def render_views(groups, config, limit):
