@@ -89,7 +89,12 @@ def encode_chunks(model, encoder, images, chunk_size, progress=None):
   return np.concatenate(out)
 
 
-def encode_images(model, variables, images, chunk_size=16, desc="encode"):
+# Views encoded per compiled call: 8 ran at 5.9 views/s against 5.4 for 16 on the 2-core
+# CPU (the VGG16 forward at 256 px; bench/bench_encode.py, docs/performance.md §4).
+ENCODE_CHUNK = 8
+
+
+def encode_images(model, variables, images, chunk_size=ENCODE_CHUNK, desc="encode"):
   """uint8 [N, S, S, 3] -> float16 encoder features [N, h, w, C], with a progress bar."""
   progress = functools.partial(tqdm.tqdm, desc=desc, leave=False)
   return encode_chunks(model, encoder_variables(variables), images, chunk_size,
