@@ -201,3 +201,4 @@ def test_rerun_into_the_images_folder_reads_no_outputs(run_dir, tmp_path):
     np.testing.assert_array_equal(opened(photos / name)[1], mask)
   with pytest.raises(SystemExit, match=f"--out {photos}/out is inside the --images folder"):
     run_segment(run_dir, [photos], photos / "out")
+  assert not (photos / "out").exists()  # refused before anything was created

@@ -180,8 +180,8 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
   refiner = maps.refiner(refine)
   if image_size:
     check_size(image_size, "--image_size")
+  check_out_apart(pathlib.Path(out), image_paths)  # before the folder is created
   out = files_lib.writable_folder(out, "--out")
-  check_out_apart(out, image_paths)
   config, model, variables = runs.load_run(checkpoint=checkpoint, warn=log,
                                            vgg16_weights=vgg16_weights)
   size = image_size or config.data.image_size
