@@ -46,8 +46,8 @@ from coseg_jax.proj.real_photos.partner_gate import GATE
 
 SHEET_CELL = 160
 # What this command writes beside each image: never read back as an image.
-OUTPUT_SUFFIXES = ("_mask", "_overlay", "_prob", "_attention")
-OUTPUT_NAMES = ("contact_sheet", "attention_pca")
+MASK, OVERLAY, PROB, ATTENTION = OUTPUT_SUFFIXES = ("_mask", "_overlay", "_prob", "_attention")
+SHEET, PCA = OUTPUT_NAMES = ("contact_sheet", "attention_pca")
 
 
 def is_output(path):
@@ -151,17 +151,18 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=TH
     if refine is not None:
       soft = refine(soft, image)
     mask = maps.binarize(soft, threshold)
-    pictures.save(out_dir / f"{path.stem}_mask.png", pictures.mask_image(mask))
+    pictures.save(out_dir / f"{path.stem}{MASK}.png", pictures.mask_image(mask))
     if save_probs:
-      pictures.save(out_dir / f"{path.stem}_prob.png", pictures.probability_image(soft))
+      pictures.save(out_dir / f"{path.stem}{PROB}.png", pictures.probability_image(soft))
     shown = pictures.overlay(image, mask)
-    pictures.save(out_dir / f"{path.stem}_overlay.png", shown)
+    pictures.save(out_dir / f"{path.stem}{OVERLAY}.png", shown)
     if heat is not None:
       upsampled = pictures.stretch(maps.to_original_size(heat[n], image.shape[:2]))
-      pictures.save(out_dir / f"{path.stem}_attention.png", pictures.heatmap(image, upsampled))
+      pictures.save(out_dir / f"{path.stem}{ATTENTION}.png",
+                    pictures.heatmap(image, upsampled))
     thumbs.append(pictures.thumbnail(shown, SHEET_CELL))
     captions.append(f"{path.name} {mask.mean():.0%}")
-  return pictures.save(out_dir / "contact_sheet.png",
+  return pictures.save(out_dir / f"{SHEET}.png",
                        pictures.contact_sheet(thumbs, captions, SHEET_CELL))
 
 
@@ -201,7 +202,7 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
     log(f"{name}: {len(files)} images -> {written[name]}")
   if save_attention and len(groups) > 1:
     path = plots.attention_embedding(pca_2d(np.concatenate(alphas)), labels,
-                                     out / "attention_pca.png")
+                                     out / f"{PCA}.png")
     log(f"channel-attention PCA -> {path}")
   return written
 
