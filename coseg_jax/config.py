@@ -57,6 +57,7 @@ def _model():
   model.dropout_rate = 0.2  # dropout after every decoder block (§3; rate not in the paper)
   model.dtype = "float32"  # compute dtype: "float32" | "bfloat16" (params stay float32)
   model.decoder_type = "paper"  # "paper" (§3.5) | "reference" (the authors' released code)
+  model.skip = ""  # "" (the paper) | "pool4": attended pool4 features into the decoder (recipe)
   return model
 
 
@@ -192,7 +193,7 @@ def _module_checks():
   from coseg_jax import models
   from coseg_jax.data import folders, pipeline, synthetic
   from coseg_jax.models.attention import ATTENTIONS
-  from coseg_jax.models.coseg import DECODERS
+  from coseg_jax.models.coseg import DECODERS, SKIPS
   names = (("model.attention", sorted(ATTENTIONS)), ("model.dtype", sorted(models.DTYPES)),
            ("model.decoder_type", DECODERS), ("data.folder.layout", folders.LAYOUTS),
            ("data.folder.on_mismatch", folders.MISMATCH_POLICIES),
@@ -204,7 +205,8 @@ def _module_checks():
            f"an integer in 2..{most}"),
           ("data.image_size", models.is_size, f"a positive multiple of {STRIDE}"),
           ("eval.threshold", maps.is_threshold, "'adaptive' or a number in (0, 1)"),
-          ("eval.refine", lambda v: v in maps.REFINERS, " | ".join(map(repr, maps.REFINERS))))
+          ("eval.refine", lambda v: v in maps.REFINERS, " | ".join(map(repr, maps.REFINERS))),
+          ("model.skip", lambda v: v in SKIPS, " | ".join(map(repr, SKIPS))))
 
 
 def _get(tree, key):
@@ -279,6 +281,9 @@ def _check_together(config):
                                         and config.data.dataset == "folder"):
     raise ValueError("config.data.views.enabled=True needs config.data.dataset='folder' and "
                      "config.train.cache_features=True (the views are encoded once)")
+  if config.model.skip and config.model.decoder_type != "paper":
+    raise ValueError(f"config.model.skip={config.model.skip!r} needs "
+                     "config.model.decoder_type='paper' (the reference decoder has no skip)")
   if config.train.freeze_encoder and config.model.encoder_batch_norm:
     raise ValueError("config.train.freeze_encoder=True with config.model.encoder_batch_norm=True "
                      "is not supported: freezing is meant for the pretrained VGG16")

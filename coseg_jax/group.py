@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coseg_jax.models.attention import reduce_group
-from coseg_jax.models.coseg import CoSegNet, check_images
+from coseg_jax.models.coseg import CoSegNet, check_images, pool5
 from coseg_jax.preprocessing import NORMALISED_RANGE
 
 RANGE_SLACK = 1e-3  # rounding of images normalised in another framework
@@ -99,12 +99,33 @@ def pad(x, size):
   return np.concatenate([x, np.repeat(x[:1], size - len(x), axis=0)])
 
 
+def first(f):
+  """Row 0 of encoder features (an array, or a dict of arrays with a skip)."""
+  return jax.tree.map(lambda x: x[0], f)
+
+
+def batch_of_one(f):
+  """Encoder features of one image as a batch of one."""
+  return jax.tree.map(lambda x: x[None], f)
+
+
+def concatenate(features):
+  """A list of encoder features (arrays, or dicts of arrays) -> one, along axis 0."""
+  return jax.tree.map(lambda *xs: jnp.concatenate(xs), *features)
+
+
+def rows(f, index):
+  """Rows ``index`` of encoder features (an array, or a dict of arrays)."""
+  return jax.tree.map(lambda x: x[index], f)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def encode_chunk(model: CoSegNet, variables, images):
-  """vmap over a chunk of images -> (features [K, h, w, C], own attention [K, C])."""
+  """vmap over a chunk of images -> (features [K, h, w, C] or a dict of such with a skip,
+  own attention [K, C])."""
   def one(image):
     f = model.apply(variables, image[None], method=CoSegNet.encode)
-    return f[0], model.apply(variables, f, method=CoSegNet.attend)[0]
+    return first(f), model.apply(variables, f, method=CoSegNet.attend)[0]
   return jax.vmap(one)(images)
 
 
@@ -113,7 +134,7 @@ def decode_chunk(model: CoSegNet, variables, features, own, context):
   """vmap over a chunk: combine(own, context), attend and decode -> P(foreground) [K, H, W]."""
   def one(f, own_alpha, context_alpha):
     alpha = model.apply(variables, own_alpha[None], context_alpha[None], method=CoSegNet.combine)
-    logits = model.apply(variables, f[None], alpha, method=CoSegNet.decode)
+    logits = model.apply(variables, batch_of_one(f), alpha, method=CoSegNet.decode)
     return jax.nn.softmax(logits[0], axis=-1)[..., 1]
   return jax.vmap(one)(features, own, context)
 
@@ -158,7 +179,8 @@ def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_o
     probs.append(np.asarray(p)[:stop - start])
   probs = np.concatenate(probs)
   if gate is not None:
-    probs = np.asarray(gate.group(jnp.concatenate(features)[:len(alphas)], probs), np.float32)
+    f = pool5(concatenate(features))[:len(alphas)]
+    probs = np.asarray(gate.group(f, probs), np.float32)
   return probs
 
 
@@ -221,12 +243,12 @@ def decode_pairs(model, variables, images, pairs, chunk_size=8, gate=None):
   ``gate``: each map gated with its partner's features and map (``gate.pair``), the
   partner's map from a second decoder pass."""
   features, alphas = group_attention(model, variables, images, chunk_size)
-  features = jnp.concatenate(features)[:len(alphas)]
+  features = concatenate(features)
   for start, stop in chunks(len(pairs), chunk_size):
     own, other = pad(np.asarray(pairs[start:stop]), chunk_size).T
-    f_own, f_other = features[own], features[other]
+    f_own, f_other = rows(features, own), rows(features, other)
     probs = decode_chunk(model, variables, f_own, alphas[own], alphas[other])
     if gate is not None:
       partner = decode_chunk(model, variables, f_other, alphas[other], alphas[own])
-      probs = gate.pair(f_own, probs, f_other, partner)
+      probs = gate.pair(pool5(f_own), probs, pool5(f_other), partner)
     yield start, np.asarray(probs)[:stop - start]

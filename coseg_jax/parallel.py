@@ -45,8 +45,8 @@ class Sharding:
     The copies to the devices are asynchronous: putting the next batch before waiting on
     the current step overlaps the transfer with the computation.
     """
-    return {k: jax.make_array_from_process_local_data(self.data, v)
-            for k, v in local_batch.items() if k in MODEL_INPUTS}
+    put = lambda x: jax.make_array_from_process_local_data(self.data, x)
+    return {k: jax.tree.map(put, v) for k, v in local_batch.items() if k in MODEL_INPUTS}
 
   def replicate(self, tree):
     """A host-local pytree (identical on every host) -> replicated global arrays."""

@@ -59,6 +59,7 @@ def test_default_file_is_the_papers_settings():
      "auto | separate"),
     ("data.synthetic.num_categories", 11, "config.data.synthetic.num_categories = 11 is invalid"),
     ("model.attention", "se", "config.model.attention = 'se' is invalid"),
+    ("model.skip", "pool3", "config.model.skip = 'pool3' is invalid: expected '' | 'pool4'"),
     ("eval.chunk_size", 0, "config.eval.chunk_size = 0 is invalid: expected a positive integer"),
     ("eval.threshold", "foo", r"config.eval.threshold = 'foo' is invalid: expected 'adaptive' "
      r"or a number in \(0, 1\)"),
@@ -113,6 +114,10 @@ def test_files_and_keys_that_go_together(tmp_path):
   config = valid_config(tmp_path)
   config.data.views.enabled = True
   with pytest.raises(ValueError, match="config.data.views.enabled=True needs"):
+    config_lib.validate(config)
+  config = valid_config(tmp_path)
+  config.model.skip, config.model.decoder_type = "pool4", "reference"
+  with pytest.raises(ValueError, match="config.model.skip='pool4' needs config.model.decoder_t"):
     config_lib.validate(config)
 
 

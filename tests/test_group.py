@@ -190,3 +190,19 @@ def test_wrong_pixel_values_are_refused_naming_the_image():
   # uint8 keeps being preprocessed for you: the same masks as its normalised floats.
   np.testing.assert_allclose(segment_group(model, variables, images),  # normalised on device
                              segment_group(model, variables, preprocess(images)), atol=1e-6)
+
+
+def test_a_skip_model_in_both_protocols_and_with_the_gate():
+  """Features with pool4 travel through chunks, pairs and the partner gate (pool5 only)."""
+  from coseg_jax.proj.real_photos.partner_gate import GATE  # pylint: disable=g-import-not-at-top
+  model = CoSegNet("fca", skip="pool4", **SMALL)
+  variables = sharpened(init_variables(model, jax.random.key(5), SIZE))
+  images = uint8_images(3, seed=9)
+  plain = segment_pairwise(model, variables, images, chunk_size=2)
+  once = segment_pairwise(model, variables, images, chunk_size=2, encode_once=True)
+  np.testing.assert_allclose(plain, once, atol=2e-5)
+  pair = segment_group(model, variables, images[:2], leave_one_out=True, chunk_size=1)
+  np.testing.assert_allclose(pair, pair_probs(model, variables, images[:2]), atol=2e-5)
+  gated = segment_group(model, variables, images, chunk_size=2, gate=GATE)
+  assert gated.shape == (3, SIZE, SIZE) and np.isfinite(gated).all()
+  assert np.abs(gated - segment_group(model, variables, images, chunk_size=2)).max() > 1e-3

@@ -230,3 +230,49 @@ def test_light_encoder_preset_follows_vgg_bn_names():
   assert np.abs(np.asarray(updated["batch_stats"]["encoder"]["features_1"]["mean"] - before)).max() > 0
   f = model.apply(variables, x, method=CoSegNet.encode)
   assert f.shape == (2, SIZE // 32, SIZE // 32, 16)
+
+
+@functools.cache
+def skip_model(attention="fca"):
+  """A small CoSegNet with the recipe's pool4 skip, and its variables."""
+  model = CoSegNet(attention, skip="pool4", **SMALL)
+  return model, init_variables(model, jax.random.key(0), SIZE)
+
+
+def test_skip_encodes_pool4_and_splits_like_the_pair_forward():
+  model, variables = skip_model()
+  x = images(1)
+  f = model.apply(variables, x, method=CoSegNet.encode)
+  assert f["pool5"].shape == (2, SIZE // 32, SIZE // 32, 16)
+  assert f["pool4"].shape == (2, SIZE // 16, SIZE // 16, 16)
+  logits = model.apply(variables, x[:1], x[1:])
+  alpha = model.apply(variables, f, method=CoSegNet.attend)
+  for i in (0, 1):
+    applied = model.apply(variables, alpha[i:i + 1], alpha[1 - i:2 - i], method=CoSegNet.combine)
+    one = jax.tree.map(lambda a, i=i: a[i:i + 1], f)
+    expected = model.apply(variables, one, applied, method=CoSegNet.decode)
+    np.testing.assert_allclose(logits[i], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_skip_is_used_and_attended_by_the_decoders_attention():
+  """pool4 changes the output, and with pool5 zeroed (FCA attends it to zero) what is left
+  of the image, pool4, still follows alpha: the skip is attended too."""
+  model, variables = skip_model()
+  f = model.apply(variables, images(2, n=1), method=CoSegNet.encode)
+  alpha = jax.random.uniform(jax.random.key(3), (1, 16))
+  decode = lambda f, a: np.asarray(model.apply(variables, f, a, method=CoSegNet.decode))
+  without_pool4 = {"pool5": f["pool5"], "pool4": jnp.zeros_like(f["pool4"])}
+  assert np.abs(decode(f, alpha) - decode(without_pool4, alpha)).max() > 1e-4
+  only_pool4 = {"pool5": jnp.zeros_like(f["pool5"]), "pool4": f["pool4"]}
+  assert np.abs(decode(only_pool4, alpha) - decode(only_pool4, 1 - alpha)).max() > 1e-4
+  nothing = jax.tree.map(jnp.zeros_like, f)  # alpha scales the features, nothing else
+  np.testing.assert_allclose(decode(nothing, alpha), decode(nothing, 1 - alpha), atol=1e-6)
+
+
+def test_bad_skips_are_refused():
+  x = images(0)
+  with pytest.raises(ValueError, match=r"skip must be one of .*got skip='pool3'"):
+    CoSegNet("fca", skip="pool3", **SMALL).init(jax.random.key(0), x[:1], x[1:])
+  with pytest.raises(ValueError, match="decoder_type='reference'"):
+    CoSegNet("ca_mlp", decoder_type="reference", skip="pool4").init(
+        jax.random.key(0), x[:1], x[1:])

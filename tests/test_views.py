@@ -1,6 +1,7 @@
 """Augmented views, composites and their pairs (coseg_jax.proj.real_photos.views), cached
 features."""
 
+import functools
 import os
 import sys
 
@@ -165,16 +166,44 @@ def test_view_features_are_cached_on_disk(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_on_views_trains_the_decoder_only(tmp_path):
+def test_skip_features_are_cached_apart_from_pool5_only_ones(tmp_path):
   root = write_folder_dataset(tmp_path / "data")
   config = views_config(root, tmp_path / "cache")
+  dataset, view_config = folders.scan(root), views.ViewConfig(size=64, crops=1, composites=1)
+  built = {}
+  for skip in ("", "pool4", ""):
+    config.model.skip = skip
+    model = train_lib.models.build(config.model)
+    variables = {"params": jax.tree.map(np.asarray, train_lib.create_state(
+        config, model, jax.random.key(0)).params)}
+    built[skip] = feature_cache.view_features(dataset, view_config, model, variables,
+                                              config.data.views.cache_dir)[1]
+  assert len(list((tmp_path / "cache").iterdir())) == 2  # one each, read back the second time
+  features = built["pool4"]
+  assert sorted(features) == ["pool4", "pool5"] and features["pool4"].dtype == np.float16
+  assert features["pool4"].shape == (len(features["pool5"]), 4, 4, 16)
+  np.testing.assert_array_equal(features["pool5"], built[""])  # the same encoder
+  again = feature_cache.view_features(dataset, view_config, model.clone(skip="pool4"), variables,
+                                      config.data.views.cache_dir)[1]
+  jax.tree.map(np.testing.assert_array_equal, again, features)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skip", ["", "pool4"])
+def test_training_on_views_trains_the_decoder_only(tmp_path, skip):
+  root = write_folder_dataset(tmp_path / "data")
+  config = views_config(root, tmp_path / "cache")
+  config.model.skip = skip
   initial = train_lib.create_state(config, train_lib.models.build(config.model),
                                    jax.random.key(config.seed)).params
   state = train_lib.train_and_evaluate(config, str(tmp_path / "run"))
   params = jax.tree.map(np.asarray, state.params)
   jax.tree.map(np.testing.assert_array_equal, params["encoder"], jax.device_get(initial["encoder"]))
-  assert np.abs(params["decoder"]["conv_0"]["kernel"]
-                - np.asarray(initial["decoder"]["conv_0"]["kernel"])).max() > 0
+  changed = lambda *path: np.abs(np.asarray(functools.reduce(dict.get, path, params))
+                                 - functools.reduce(dict.get, path, initial)).max() > 0
+  assert changed("decoder", "conv_0", "kernel")
+  assert not skip or changed("decoder", "skip_conv", "kernel") and changed(
+      "skip_attention", "kernel")
   assert len(list((tmp_path / "cache").iterdir())) == 1
 
 

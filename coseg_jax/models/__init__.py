@@ -21,6 +21,7 @@ def build(model_config):
       dropout_rate=model_config.dropout_rate,
       dtype=DTYPES[model_config.dtype],
       decoder_type=model_config.decoder_type,
+      skip=model_config.skip,
   )
 
 

@@ -13,13 +13,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from coseg_jax.constants import STRIDE
-from coseg_jax.models.attention import ATTENTIONS, spatial_attention
+from coseg_jax.models.attention import ATTENTIONS, scale_channels, spatial_attention
 from coseg_jax.models.decoder import PAPER_DECODER_WIDTHS, Decoder
 from coseg_jax.models.reference import ReferenceDecoder
 from coseg_jax.models.vgg import VGG16_CONVS, VGG16_WIDTHS, VGG16Encoder
 from coseg_jax.preprocessing import model_input
 
 DECODERS = ("paper", "reference")
+SKIPS = ("", "pool4")  # "": the paper (no skip connection); "pool4": the recipe's option
+
+
+def pool5(f):
+  """The pool5 map of encoder features: ``f`` itself, or ``f["pool5"]`` with a skip."""
+  return f["pool5"] if isinstance(f, dict) else f
 
 
 def is_size(size):
@@ -60,6 +66,12 @@ class CoSegNet(nn.Module):
   ``decoder_type="paper"`` is §3.5's decoder (``decoder_widths``, ``dropout_rate``);
   ``"reference"`` is the decoder of the authors' released code (``models.reference``),
   which with ``attention="ca_mlp"`` loads their checkpoints (docs/reference.md).
+
+  ``skip="pool4"`` (a recipe option, not the paper) also feeds pool4 to the paper decoder,
+  attended by the same attention as pool5: f4' = sigmoid(W_4 alpha + b_4) (.) f4, where
+  alpha is what ``decode`` attends pool5 with (the partner's for CA, the fused one for
+  FCA), so the finer features too depend on the partner. ``encode`` then returns
+  ``{"pool5": f, "pool4": f4}``; ``attend`` and the gates read ``pool5(features)``.
   """
   attention: Union[str, type] = "csa"
   encoder_widths: Sequence[int] = VGG16_WIDTHS
@@ -70,6 +82,7 @@ class CoSegNet(nn.Module):
   dropout_rate: float = 0.2
   dtype: jnp.dtype = jnp.float32
   decoder_type: str = "paper"
+  skip: str = ""
 
   def setup(self):
     if isinstance(self.attention, str) and self.attention not in ATTENTIONS:
@@ -77,8 +90,14 @@ class CoSegNet(nn.Module):
                        f"got {self.attention!r}")
     if self.decoder_type not in DECODERS:
       raise ValueError(f"decoder_type must be one of {DECODERS}, got {self.decoder_type!r}")
+    if self.skip not in SKIPS or (self.skip and self.decoder_type != "paper"):
+      raise ValueError(f"skip must be one of {SKIPS} (a skip needs decoder_type='paper'), "
+                       f"got skip={self.skip!r} with decoder_type={self.decoder_type!r}")
+    taps = (self.skip,) if self.skip else ()
     self.encoder = VGG16Encoder(self.encoder_widths, self.encoder_convs,
-                                self.encoder_batch_norm, dtype=self.dtype)
+                                self.encoder_batch_norm, dtype=self.dtype, taps=taps)
+    if self.skip:
+      self.skip_attention = nn.Dense(self.encoder_widths[-2], dtype=self.dtype)
     learner = ATTENTIONS[self.attention] if isinstance(self.attention, str) else self.attention
     self.learner = learner(self.encoder_widths[-1], dtype=self.dtype)
     if self.decoder_type == "reference":
@@ -88,7 +107,8 @@ class CoSegNet(nn.Module):
                              dtype=self.dtype)
 
   def encode(self, x, train: bool = False):
-    """[B, H, W, 3] -> pool5 feature map f [B, H/32, W/32, C]. uint8 RGB images are
+    """[B, H, W, 3] -> pool5 feature map f [B, H/32, W/32, C] (with ``skip``, the dict
+    ``{"pool5": f, "pool4": [B, H/16, W/16, C4]}``). uint8 RGB images are
     normalised here (``model_input``: batches travel to the device as uint8); float
     images must be torchvision-normalised already."""
     check_images(x)
@@ -96,12 +116,12 @@ class CoSegNet(nn.Module):
 
   def attend(self, f):
     """The image's own channel attention alpha [B, C] (eq. 1–2, 8–9; ones for "none")."""
-    return self.learner(f)
+    return self.learner(pool5(f))
 
   def spatial_attention(self, f):
     """alpha^s [B, h, w, 1] of features f, eq. (10)–(11): the map a CSA model multiplies its
     features by (the other learners do not use it; for them it pictures the features)."""
-    return spatial_attention(f)
+    return spatial_attention(pool5(f))
 
   def combine(self, own, context):
     """Channel attention applied to an image given its own and the context alpha (eq. 3–5)."""
@@ -109,7 +129,11 @@ class CoSegNet(nn.Module):
 
   def decode(self, f, alpha, train: bool = False):
     """Attend f with alpha (eq. 3–4, 6–7, 12–13) and decode to logits [B, H, W, 2]."""
-    return self.decoder(self.learner.attend(f, alpha), train=train)
+    attended = self.learner.attend(pool5(f), alpha)
+    if not self.skip:
+      return self.decoder(attended, train=train)
+    alpha_skip = nn.sigmoid(self.skip_attention(alpha))
+    return self.decoder(attended, scale_channels(f[self.skip], alpha_skip), train=train)
 
   def __call__(self, img_a, img_b, train: bool = False):
     check_images(img_a, "img_a")
@@ -120,7 +144,8 @@ class CoSegNet(nn.Module):
     return self.decode_pair(self.encode(jnp.concatenate([img_a, img_b]), train=train), train)
 
   def decode_pair(self, f, train: bool = False):
-    """Pair forward from encoder features ``f`` = [f_A; f_B] ([2B, h, w, C]) -> logits A, B.
+    """Pair forward from encoder features ``f`` = [f_A; f_B] ([2B, h, w, C], or such a dict
+    with ``skip``) -> logits A, B.
 
     Used directly when the encoder is frozen and its features are cached.
     """

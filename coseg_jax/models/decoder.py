@@ -6,11 +6,17 @@ each but the last followed by ReLU, BatchNorm and dropout ("we ... add a dropout
 after each layer", §3). No skip connections: un-attended features would let the
 decoder segment every object and ignore the attention (§3).
 
+A recipe option, not the paper: ``skip`` features (pool4 at the first block's output
+size, attended by ``CoSegNet``) projected by a 1x1 conv (+ ReLU, BatchNorm) to
+``skip_width`` channels and concatenated to the first block's output, so the later
+blocks see detail finer than pool5 (docs/model.md).
+
 Each "upsample -> conv 3x3" is computed as one 2x2 convolution of the small map
 (``UpsampleConv``): the same values, without building the upsampled map and with 16
 instead of 36 multiply-adds per input channel and output pixel (docs/performance.md).
 """
 
+from functools import partial
 from typing import Sequence
 
 import flax.linen as nn
@@ -70,13 +76,18 @@ class Decoder(nn.Module):
   num_classes: int = 2
   dropout_rate: float = 0.2
   dtype: jnp.dtype = jnp.float32
+  skip_width: int = 64
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, skip=None, train: bool = False):
+    """``skip``: None, or features [B, 2h, 2w, C'] joined after the first block."""
+    norm = partial(BatchNorm, use_running_average=not train, dtype=self.dtype)
     for i, width in enumerate(self.widths):
       x = UpsampleConv(width, dtype=self.dtype, name=f"conv_{i}")(x)
-      x = nn.relu(x)
-      x = BatchNorm(use_running_average=not train, dtype=self.dtype, name=f"bn_{i}")(x)
+      x = norm(name=f"bn_{i}")(nn.relu(x))
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      if i == 0 and skip is not None:
+        s = nn.Conv(self.skip_width, (1, 1), dtype=self.dtype, name="skip_conv")(skip)
+        x = jnp.concatenate([x, norm(name="skip_bn")(nn.relu(s))], axis=-1)
     x = UpsampleConv(self.num_classes, dtype=self.dtype, name=f"conv_{len(self.widths)}")(x)
     return x.astype(jnp.float32)

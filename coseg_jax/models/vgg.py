@@ -47,12 +47,14 @@ def conv_channels(widths: Sequence[int] = VGG16_WIDTHS, convs_per_stage=VGG16_CO
 class VGG16Encoder(nn.Module):
   """conv3x3 (padding 1) + ReLU stages, each ending in a 2x2/2 max-pool.
 
-  [B, H, W, 3] -> [B, H/32, W/32, widths[-1]].
+  [B, H, W, 3] -> pool5 [B, H/32, W/32, widths[-1]]; with ``taps`` (names of earlier
+  stages' outputs, e.g. ``("pool4",)``) a dict ``{"pool5": ..., "pool4": ...}``.
   """
   widths: Sequence[int] = VGG16_WIDTHS
   convs_per_stage: Sequence[int] = VGG16_CONVS
   batch_norm: bool = False
   dtype: jnp.dtype = jnp.float32
+  taps: Sequence[str] = ()
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -60,7 +62,8 @@ class VGG16Encoder(nn.Module):
       raise ValueError(f"the encoder has 5 stages: got widths {tuple(self.widths)} and "
                        f"convs_per_stage {tuple(self.convs_per_stage)}")
     stages = layer_indices(self.convs_per_stage, self.batch_norm)
-    for width, indices in zip(self.widths, stages):
+    pooled = {}
+    for stage, (width, indices) in enumerate(zip(self.widths, stages), 1):
       for index in indices:
         x = nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
                     conv_general_dilated=conv_general_dilated, name=f"features_{index}")(x)
@@ -69,4 +72,7 @@ class VGG16Encoder(nn.Module):
                         name=f"features_{index + 1}")(x)
         x = nn.relu(x)
       x = max_pool_2x2(x)
-    return x
+      pooled[f"pool{stage}"] = x
+    if not self.taps:
+      return x
+    return {"pool5": x, **{name: pooled[name] for name in self.taps}}

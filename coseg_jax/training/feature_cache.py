@@ -51,11 +51,11 @@ class FeatureCache:
     if missing:
       rows = [keys.index(k) for k in missing]
       features = encode_chunks(self.model, self.variables, images[rows], self.chunk_size)
-      for k, f in zip(missing, features):
-        self.entries[k] = f
+      for i, k in enumerate(missing):
+        self.entries[k] = group.rows(features, i)
     self.misses += len(missing)
     self.hits += len(keys) - len(missing)
-    out = np.stack([self.entries[k] for k in keys])
+    out = jax.tree.map(lambda *rows: np.stack(rows), *(self.entries[k] for k in keys))
     for k in keys:
       self.entries.move_to_end(k)
     while len(self.entries) > self.max_entries:
@@ -64,8 +64,10 @@ class FeatureCache:
 
   def __call__(self, batch):
     """A pair batch -> ``{"features_a", "features_b", "mask_a", "mask_b"}``."""
-    features = np.split(self.encode(np.concatenate([batch["image_a"], batch["image_b"]])), 2)
-    return {"features_a": features[0], "features_b": features[1], "mask_a": batch["mask_a"],
+    features = self.encode(np.concatenate([batch["image_a"], batch["image_b"]]))
+    n = len(batch["image_a"])
+    return {"features_a": group.rows(features, slice(None, n)),
+            "features_b": group.rows(features, slice(n, None)), "mask_a": batch["mask_a"],
             "mask_b": batch["mask_b"]}
 
 
@@ -79,14 +81,15 @@ def encoder_variables(variables):
 
 
 def encode_chunks(model, encoder, images, chunk_size, progress=None):
-  """Images [N, S, S, 3] -> float32 encoder features [N, h, w, C] (numpy), ``chunk_size``
-  at a time, the last chunk padded (one compiled shape); ``progress`` wraps the chunks."""
+  """Images [N, S, S, 3] -> float32 encoder features [N, h, w, C] (numpy; a dict of such
+  with a skip), ``chunk_size`` at a time, the last chunk padded (one compiled shape);
+  ``progress`` wraps the chunks."""
   bounds = group.chunks(len(images), chunk_size)
   out = []
   for start, stop in progress(bounds) if progress else bounds:
-    padded = group.pad(images[start:stop], chunk_size)
-    out.append(np.asarray(_encode(model, encoder, padded))[:stop - start])
-  return np.concatenate(out)
+    f = _encode(model, encoder, group.pad(images[start:stop], chunk_size))
+    out.append(jax.tree.map(lambda x, k=stop - start: np.asarray(x)[:k], f))
+  return jax.tree.map(lambda *xs: np.concatenate(xs), *out)
 
 
 # Views encoded per compiled call: 8 ran at 5.9 views/s against 5.4 for 16 on the 2-core
@@ -95,10 +98,11 @@ ENCODE_CHUNK = 8
 
 
 def encode_images(model, variables, images, chunk_size=ENCODE_CHUNK, desc="encode"):
-  """uint8 [N, S, S, 3] -> float16 encoder features [N, h, w, C], with a progress bar."""
+  """uint8 [N, S, S, 3] -> float16 encoder features [N, h, w, C] (a dict of such with a
+  skip), with a progress bar."""
   progress = functools.partial(tqdm.tqdm, desc=desc, leave=False)
-  return encode_chunks(model, encoder_variables(variables), images, chunk_size,
-                       progress).astype(np.float16)
+  features = encode_chunks(model, encoder_variables(variables), images, chunk_size, progress)
+  return jax.tree.map(lambda x: x.astype(np.float16), features)
 
 
 def _digest(*parts):
@@ -121,6 +125,8 @@ def view_cache_path(dataset, what, model, variables, cache_dir=""):
            for g in dataset.groups for p in (*g.images, *g.masks)]
   encoder = jax.tree.leaves(variables["params"]["encoder"])
   encoder_config = (model.encoder_widths, model.encoder_convs, model.encoder_batch_norm)
+  if model.skip:  # only then: caches of models without a skip keep their names
+    encoder_config += (model.skip,)
   key = _digest(files, what, encoder_config, *(np.asarray(x).tobytes() for x in encoder))
   return os.path.join(cache_dir or default_cache_dir(), f"views-{key}.npz")
 
@@ -130,7 +136,7 @@ def _cached_views(path, render, model, variables):
   if os.path.isfile(path):
     with np.load(path) as saved:
       arrays = {k: saved[k] for k in saved.files}
-    features = arrays.pop("features")
+    features = loaded_features(arrays)
     return views.Views(images=None, **arrays), features
   rendered = render()
   # Encoded in float32 whatever the model's compute dtype: on the CPU, XLA's bfloat16
@@ -140,7 +146,8 @@ def _cached_views(path, render, model, variables):
   os.makedirs(os.path.dirname(path), exist_ok=True)
   partial = f"{path}.{os.getpid()}.tmp.npz"
   try:
-    np.savez(partial, features=features, **{k: getattr(rendered, k) for k in VIEW_FIELDS})
+    np.savez(partial, **saved_features(features),
+             **{k: getattr(rendered, k) for k in VIEW_FIELDS})
     os.replace(partial, path)
   except BaseException:  # a full disk, an interrupt: no partial file left behind
     if os.path.exists(partial):
@@ -150,7 +157,8 @@ def _cached_views(path, render, model, variables):
 
 
 def view_features(dataset, view_config, model, variables, cache_dir=""):
-  """(``views.Views``, float16 features [V, h, w, C]) of a folder dataset's views.
+  """(``views.Views``, float16 features [V, h, w, C], a dict of such with a skip) of a
+  folder dataset's views.
 
   Rendered and encoded once, then read from ``<cache_dir>/views-<key>.npz``
   (``view_cache_path``): the key covers what the features depend on (not the attention
@@ -165,3 +173,19 @@ def view_features(dataset, view_config, model, variables, cache_dir=""):
 
 
 VIEW_FIELDS = ("labels", "source", "own", "pasted")  # cached with the features (not the images)
+SKIP_PREFIX = "features_"  # the cache's name of a skip's features, e.g. features_pool4
+
+
+def saved_features(features):
+  """Encoder features -> the cache's arrays: ``features`` (pool5) and ``features_<skip>``."""
+  if not isinstance(features, dict):
+    return {"features": features}
+  return {"features": features["pool5"],
+          **{SKIP_PREFIX + k: v for k, v in features.items() if k != "pool5"}}
+
+
+def loaded_features(arrays):
+  """The inverse of ``saved_features``: pops the features out of a cache's arrays."""
+  skips = {k[len(SKIP_PREFIX):]: arrays.pop(k) for k in list(arrays) if k.startswith(SKIP_PREFIX)}
+  pool5 = arrays.pop("features")
+  return {"pool5": pool5, **skips} if skips else pool5

@@ -32,7 +32,7 @@ import orbax.checkpoint as ocp
 import tqdm
 
 import coseg_jax
-from coseg_jax import checkpoints, losses, metrics, models, weights
+from coseg_jax import checkpoints, group, losses, metrics, models, weights
 from coseg_jax import config as config_lib
 from coseg_jax.data import pipeline
 from coseg_jax.evaluators import steps as eval_steps
@@ -107,8 +107,9 @@ def train_step(state, batch, *, model, freeze_encoder, foreground_weight=1.0):
   trained = {k: v for k, v in state.params.items() if k not in frozen}
 
   if "features_a" in batch:  # cached frozen-encoder features
-    features = jax.numpy.concatenate([batch["features_a"], batch["features_b"]])
-    inputs = (features.astype(jax.numpy.float32),)  # cached views are stored as float16
+    features = group.concatenate([batch["features_a"], batch["features_b"]])
+    # cached views are stored as float16
+    inputs = (jax.tree.map(lambda x: x.astype(jax.numpy.float32), features),)
     method = models.CoSegNet.decode_pair
   else:
     inputs = (batch["image_a"], batch["image_b"])

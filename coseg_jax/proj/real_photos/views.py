@@ -25,6 +25,7 @@ import dataclasses
 
 import numpy as np
 
+from coseg_jax import group
 from coseg_jax.data import resize
 from coseg_jax.data.paste import OWN, PASTED, paste
 
@@ -201,7 +202,8 @@ class PairSampler:
               for i, j in zip(a, b)]
     mask_b = [targets(v.labels[j], v.own[j], v.pasted[j], v.own[i], v.pasted[i])
               for i, j in zip(a, b)]
-    return {"features_a": self.features[a], "features_b": self.features[b],
+    return {"features_a": group.rows(self.features, a),
+            "features_b": group.rows(self.features, b),
             "mask_a": np.stack(mask_a), "mask_b": np.stack(mask_b)}
 
   def get_state(self):
