@@ -108,3 +108,14 @@ def test_segment_and_eval_take_the_released_file(frozen_run, tmp_path):
   card = release_app.model_card(out, release.read_meta(out),
                                 [json.loads((tmp_path / "a.json").read_text())])
   assert "group_mean" in card and "Average" in card
+
+
+def test_a_skip_model_travels_with_its_skip(frozen_run, tmp_path):
+  """The recipe's pool4 skip (its own parameters, the frozen encoder left out) loads back."""
+  config = runs.load_run(workdir=frozen_run)[0]
+  config.model.skip = "pool4"
+  run = save_random_run(tmp_path / "run", config)
+  out, _ = release_app.release_run(run, tmp_path / "model.npz", log=lambda _: None)
+  _, model, variables = runs.load_run(checkpoint=out)
+  assert model.skip == "pool4" and "skip_attention" in variables["params"]
+  assert_same_variables(variables, runs.load_run(workdir=run)[2])
