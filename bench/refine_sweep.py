@@ -1,11 +1,12 @@
 """The guided-filter refinement of a run's group maps (``maps.guided_filter``) for several
-window radii and regularisers, against no refinement, from one pass of the model.
+window radii and regularisers, against no refinement, and for several thresholds, from one
+pass of the model.
 
   python bench/refine_sweep.py --workdir runs/heldout --root ../shared/data/pascal_voc10_coseg \
       --groups Aero,Bicycle,Bird,Boat,Bottle --radii 0.03,0.0625,0.125 --eps 0.001,0.01,0.1
 
-Class-average Jaccard (%) of ``group_mean`` at the original resolution, per setting, with
-the threshold of ``--threshold`` (the evaluation's). Choose the setting on classes you do
+Class-average Jaccard (%) of ``group_mean`` at the original resolution, per setting and
+threshold (``--threshold adaptive,0.3,0.5``; ``--radii ''`` for thresholds alone). Choose the setting on classes you do
 not report (e.g. the run's training classes), then score it with ``eval.py
 --config.eval.refine=guided --config.eval.refine_radius=R --config.eval.refine_eps=E``.
 """
@@ -56,21 +57,26 @@ def main():
   parser.add_argument("--groups", default="")
   parser.add_argument("--radii", default="0.03,0.0625,0.125")
   parser.add_argument("--eps", default="0.001,0.01,0.1")
-  parser.add_argument("--threshold", default="adaptive")
+  parser.add_argument("--threshold", default="adaptive",
+                      help="thresholds, comma-separated: 'adaptive' or numbers in (0, 1)")
   parser.add_argument("--chunk-size", type=int, default=8)
   parser.add_argument("--out", default="bench/results/refine_sweep.json")
   args = parser.parse_args()
-  threshold = maps.parse_threshold(args.threshold)
+  thresholds = [maps.parse_threshold(t) for t in args.threshold.split(",")]
+  settings = [("none", None, None)] + [
+      ("guided", float(radius), float(eps)) for radius in filter(None, args.radii.split(","))
+      for eps in args.eps.split(",")]
   found = group_maps(args.workdir, args.root, args.groups, args.chunk_size)
-  rows = [{"refine": "none", "group_mean J": f"{100 * score(found, None, threshold):.1f}"}]
-  for radius in map(float, args.radii.split(",")):
-    for eps in map(float, args.eps.split(",")):
+  rows = []
+  for threshold in thresholds:
+    for refine, radius, eps in settings:
       start = time.perf_counter()
-      jaccard = score(found, maps.refiner("guided", radius, eps), threshold)
-      rows.append({"refine": "guided", "radius": radius, "eps": eps,
+      refiner = None if refine == "none" else maps.refiner(refine, radius, eps)
+      jaccard = score(found, refiner, threshold)
+      rows.append({"threshold": threshold, "refine": refine, "radius": radius, "eps": eps,
                    "group_mean J": f"{100 * jaccard:.1f}",
                    "seconds": f"{time.perf_counter() - start:.1f}"})
-  print_table(rows, ["refine", "radius", "eps", "group_mean J", "seconds"])
+  print_table(rows, ["threshold", "refine", "radius", "eps", "group_mean J", "seconds"])
   write_json(args.out, {"args": vars(args), "rows": rows,
                         "images": int(np.sum([len(f[3]) for f in found]))})
 
