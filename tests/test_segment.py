@@ -202,3 +202,22 @@ def test_rerun_into_the_images_folder_reads_no_outputs(run_dir, tmp_path):
   with pytest.raises(SystemExit, match=f"--out {photos}/out is inside the --images folder"):
     run_segment(run_dir, [photos], photos / "out")
   assert not (photos / "out").exists()  # refused before anything was created
+
+
+@pytest.mark.slow
+def test_the_default_threshold_is_the_runs(tmp_path):
+  """Without --threshold a run is thresholded as its evaluation was (config.eval.threshold)."""
+  config = tiny_config()
+  config.eval.threshold = "0.3"
+  run = save_random_run(tmp_path / "run", config)
+  (tmp_path / "photos").mkdir()
+  for k in range(2):
+    Image.fromarray(noise(40, 56, seed=k)).save(tmp_path / "photos" / f"img{k}.png")
+  run_segment(run, [tmp_path / "photos"], tmp_path / "out", "--save_probs")
+  run_segment(run, [tmp_path / "photos"], tmp_path / "given", "--threshold=0.3")
+  for k in range(2):
+    _, mask = opened(tmp_path / "out" / f"img{k}_mask.png")
+    _, soft = opened(tmp_path / "out" / f"img{k}_prob.png")
+    np.testing.assert_array_equal(mask, opened(tmp_path / "given" / f"img{k}_mask.png")[1])
+    agree = (mask == 255) == (soft > 0.3 * 255)
+    assert agree.mean() > 0.99 and (soft > 0.5 * 255).mean() < (mask == 255).mean()

@@ -168,16 +168,18 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=TH
 
 def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out=False,
                    chunk_size=8, image_size=None, save_attention=False, save_probs=False,
-                   threshold=THRESHOLD, partner_gate=False, refine="", vgg16_weights=None,
+                   threshold=None, partner_gate=False, refine="", vgg16_weights=None,
                    log=print):
   """Co-segments every group of ``image_paths`` and writes the pictures to ``out``.
 
+  ``threshold`` None: the run's ``config.eval.threshold`` (what its evaluation used).
   Returns {group name: its output folder}.
   """
   groups = find_groups(image_paths)
   if chunk_size < 1:
     raise ValueError(f"--chunk_size={chunk_size}: expected a positive integer")
-  threshold = maps.parse_threshold(threshold, "--threshold")
+  if threshold is not None:
+    threshold = maps.parse_threshold(threshold, "--threshold")
   refiner = maps.refiner(refine)
   if image_size:
     check_size(image_size, "--image_size")
@@ -186,6 +188,9 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
   config, model, variables = runs.load_run(checkpoint=checkpoint, warn=log,
                                            vgg16_weights=vgg16_weights)
   size = image_size or config.data.image_size
+  if threshold is None:
+    threshold = maps.parse_threshold(config.eval.threshold, "the run's config.eval.threshold")
+    log(f"threshold {threshold} (the run's config.eval.threshold; --threshold to change it)")
   written, alphas, labels = {}, [], []
   for name, files in tqdm.tqdm(groups, desc="segment", unit="group", leave=False,
                                disable=len(groups) < 2, dynamic_ncols=True):
@@ -238,9 +243,9 @@ def define(fv):
                     "attention PCA plot.", flag_values=fv)
   flags.DEFINE_bool("save_probs", False, "Also write the foreground probabilities as 8-bit grey "
                     "PNGs.", flag_values=fv)
-  flags.DEFINE_string("threshold", str(THRESHOLD), "Foreground where P(foreground) exceeds "
-                      "this, or 'adaptive': each map's mean + std, at most 0.8 (better on "
-                      "objects of unseen classes, docs/results.md).", flag_values=fv)
+  flags.DEFINE_string("threshold", None, "Foreground where P(foreground) exceeds this, or "
+                      "'adaptive': each map's mean + std, at most 0.8. Default: the run's "
+                      "config.eval.threshold (the paper configs: 0.5).", flag_values=fv)
   flags.DEFINE_enum("refine", "", list(maps.REFINERS), "Refine each map at the photo's size "
                     "with the photo: 'guided' (maps.guided_filter; edges follow the image's).",
                     flag_values=fv)
