@@ -11,7 +11,11 @@ coseg_jax/proj/real_photos/research_log.md measure each):
 * composites: an object of another class pasted into a view; it is background when the
   partner image shows the view's own class and the target when the partner shows the
   pasted class, so only what the two images share is foreground;
-* ``data.views.negatives``: pairs with nothing in common (both targets empty).
+* ``data.views.negatives``: pairs with nothing in common (both targets empty);
+* ``model.skip="pool4"``: pool4 (16 x 16 at 256 px), attended by the same attention as
+  pool5, into the decoder, so masks follow objects finer than pool5's 8 x 8 cells;
+* ``eval.threshold=0.15``: the threshold ``eval.py`` and ``coseg-segment`` use for its
+  runs (chosen on one fold, confirmed on the other: docs/results.md §5).
 
   python train.py --config configs/cpu_frozen.py --workdir runs/cpu_frozen \\
       --config.data.root=../shared/data/pascal_voc10_coseg \\
@@ -23,7 +27,7 @@ to train on five classes, then evaluate the others:
 
   python eval.py --config configs/cpu_frozen.py --workdir runs/cpu_frozen \\
       --config.data.root=../shared/data/pascal_voc10_coseg \\
-      --config.data.groups=Bus,Car,Cat,Chair,Cow --config.eval.threshold=adaptive
+      --config.data.groups=Bus,Car,Cat,Chair,Cow
 """
 
 from coseg_jax import config as config_lib
@@ -35,6 +39,7 @@ def get_config():
   config.model.attention = "fca"  # the paper's best on unseen objects (§4.3)
   config.model.dropout_rate = 0.2
   config.model.dtype = "float32"
+  config.model.skip = "pool4"
   config.init.vgg16_weights = ""  # set: a torchvision VGG16 .pth or ported .npz
   config.data.dataset = "folder"
   config.data.root = ""  # set: e.g. ../shared/data/pascal_voc10_coseg
@@ -55,4 +60,5 @@ def get_config():
   config.train.log_every = 20
   config.train.eval_every = 0  # validate at the end only
   config.train.checkpoint_every = 200
+  config.eval.threshold = "0.15"
   return config

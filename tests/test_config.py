@@ -127,8 +127,10 @@ def test_resolve_data_fills_partial_groups():
 
 
 def old_run_config():
+  """configs/cpu_frozen.py as the old run was trained with it (before the pool4 skip)."""
   config = load("cpu_frozen")
   config.data.root, config.init.vgg16_weights = OLD_ROOT, OLD_WEIGHTS
+  config.model.skip, config.eval.threshold = "", "0.5"
   return config
 
 
