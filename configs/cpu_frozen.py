@@ -14,8 +14,9 @@ coseg_jax/proj/real_photos/research_log.md measure each):
 * ``data.views.negatives``: pairs with nothing in common (both targets empty);
 * ``model.skip="pool4"``: pool4 (16 x 16 at 256 px), attended by the same attention as
   pool5, into the decoder, so masks follow objects finer than pool5's 8 x 8 cells;
-* ``eval.threshold=0.15``: the threshold ``eval.py`` and ``coseg-segment`` use for its
-  runs (chosen on one fold, confirmed on the other: docs/results.md §5).
+* ``eval.threshold="adaptive"``: each map's mean + std (at most 0.8), what ``eval.py`` and
+  ``coseg-segment`` use for its runs; a fixed 0.15, best on one fold, lost on the other
+  (docs/results.md §5).
 
   python train.py --config configs/cpu_frozen.py --workdir runs/cpu_frozen \\
       --config.data.root=../shared/data/pascal_voc10_coseg \\
@@ -60,5 +61,5 @@ def get_config():
   config.train.log_every = 20
   config.train.eval_every = 0  # validate at the end only
   config.train.checkpoint_every = 200
-  config.eval.threshold = "0.15"
+  config.eval.threshold = "adaptive"
   return config
