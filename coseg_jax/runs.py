@@ -61,10 +61,13 @@ def check_variables(model, variables, source):
 def released_run(path, config=None):
   """(config, model, variables) of a released reference checkpoint file (docs/reference.md).
 
-  Without ``config`` the model is ``weights.reference_model()`` at its 512x512 input.
+  Without ``config`` the model is ``weights.reference_model()`` at its 512x512 input, with
+  the other keys at their defaults.
   """
   if config is None:
-    config = ml_collections.ConfigDict({"data": {"image_size": RELEASED_IMAGE_SIZE}})
+    config = config_lib.default_config()
+    config.model.attention, config.model.decoder_type = "ca_mlp", "reference"
+    config.data.image_size = RELEASED_IMAGE_SIZE
     model = weights.reference_model()
   else:
     model = models.build(config.model)
