@@ -106,8 +106,11 @@ def test_segment_and_eval_take_the_released_file(frozen_run, tmp_path):
   assert from_file["results"]["group_mean"]["classes"] == from_run["results"]["group_mean"][
       "classes"]
   card = release_app.model_card(out, release.read_meta(out),
-                                [json.loads((tmp_path / "a.json").read_text())])
+                                [json.loads((tmp_path / name).read_text())
+                                 for name in ("a.json", "b.json")])
   assert "group_mean" in card and "Average" in card
+  assert card.count("of this run") == 1 and f"of another run, `{out.resolve()}`" in card
+  assert "It decides on pool5's cells, 2 x 2 at 64 px" in card
 
 
 def test_a_skip_model_travels_with_its_skip(frozen_run, tmp_path):
@@ -115,7 +118,8 @@ def test_a_skip_model_travels_with_its_skip(frozen_run, tmp_path):
   config = runs.load_run(workdir=frozen_run)[0]
   config.model.skip = "pool4"
   run = save_random_run(tmp_path / "run", config)
-  out, _ = release_app.release_run(run, tmp_path / "model.npz", log=lambda _: None)
+  out, card = release_app.release_run(run, tmp_path / "model.npz", log=lambda _: None)
   _, model, variables = runs.load_run(checkpoint=out)
   assert model.skip == "pool4" and "skip_attention" in variables["params"]
+  assert "It decides on pool4's cells (the pool4 skip), 4 x 4 at 64 px" in card.read_text()
   assert_same_variables(variables, runs.load_run(workdir=run)[2])

@@ -28,13 +28,26 @@ VGG16_SOURCE = (
 LIMITS = (
     "Trained on 10 (or fewer) PASCAL classes of the VOC10 co-segmentation set: a few hundred "
     "photos. Objects of classes it never saw are found weakly (see the numbers).",
-    "It decides on pool5's cells (8 x 8 at 256 px): masks are blobs at object edges, and thin "
-    "or cluttered objects (bicycles, chairs) are mostly missed; even a perfect decision per "
-    "cell scores about 58 Jaccard on VOC10 (docs/results.md, the cell oracle).",
     "A photo that shares nothing with its group still gets a mask (its most salient part).",
     "Not the paper's training (VOC 2012, whole network at 512 px): a CPU recipe "
     "(configs/cpu_frozen.py).",
 )
+# what a perfect decision per cell scores on VOC10 (class-average Jaccard, docs/results.md §3)
+CELL_ORACLE = {8: 58.5, 16: 76.5, 32: 86.1}
+
+
+def resolution_limit(config):
+  """The known limit that the cells the model decides on set, for ``config``'s model."""
+  skip = config["model"].get("skip", "")
+  stride = 16 if skip == "pool4" else 32
+  cells = config["data"]["image_size"] // stride
+  where = "pool4's cells (the pool4 skip)" if skip else "pool5's cells"
+  oracle = CELL_ORACLE.get(cells)
+  cap = (f"; even a perfect decision per cell scores about {oracle} Jaccard on VOC10 "
+         "(docs/results.md, the cell oracle)") if oracle else ""
+  return (f"It decides on {where}, {cells} x {cells} at {config['data']['image_size']} px: "
+          "masks are rounded at object edges, and thin or cluttered objects (bicycles, "
+          f"chairs) are mostly missed{cap}.")
 
 
 def define(fv):
@@ -87,15 +100,16 @@ def model_card(path, meta, reports):
            f"{data['image_size']} input, trained {meta['step']} steps "
            f"(`configs/cpu_frozen.py`-style run `{pathlib.Path(meta['run']).name}`).", "",
            "```bash",
-           f"coseg-segment --checkpoint={path.name} --images=my_photos/ --out=out/ "
-           "--threshold=adaptive",
+           f"coseg-segment --checkpoint={path.name} --images=my_photos/ --out=out/",
            "```", "", "## Training data", "",
            f"`{data['root']}`, groups: {data['groups'] or 'all'} (PASCAL-VOC10 co-segmentation "
            "set of Faktor & Irani: PASCAL VOC / Flickr photos, research use).", ""]
   lines += _encoder_section(meta)
   lines += ["## Held-out numbers", ""]
-  lines += [_report_lines(r) for r in reports] or ["No eval.py report was given.", ""]
-  lines += ["## Known limits", ""] + [f"- {limit}" for limit in LIMITS] + [""]
+  lines += [_report_lines(r, meta["run"]) for r in reports] or ["No eval.py report was given.",
+                                                                 ""]
+  limits = (LIMITS[0], resolution_limit(config), *LIMITS[1:])
+  lines += ["## Known limits", ""] + [f"- {limit}" for limit in limits] + [""]
   return "\n".join(lines)
 
 
@@ -109,9 +123,18 @@ def _encoder_section(meta):
           "training run).", "", VGG16_SOURCE, ""]
 
 
-def _report_lines(report):
+def _whose(report, run):
+  """'this run', or the other run (e.g. the same recipe trained on fewer classes)."""
+  checkpoint = pathlib.Path(report["checkpoint"]).resolve()
+  if checkpoint.is_relative_to(pathlib.Path(run).resolve()):
+    return "this run"
+  return f"another run, `{checkpoint}`"
+
+
+def _report_lines(report, run):
   header = (f"`eval.py` report: {report['dataset']} ({report['split']}), threshold "
-            f"{report['threshold']}, groups {report['config']['data'].get('groups') or 'all'}")
+            f"{report['threshold']}, groups {report['config']['data'].get('groups') or 'all'}, "
+            f"of {_whose(report, run)}")
   return "\n".join([header, "", "```", report_lib.format_report(report), "```", ""])
 
 
