@@ -99,11 +99,6 @@ def pad(x, size):
   return np.concatenate([x, np.repeat(x[:1], size - len(x), axis=0)])
 
 
-def first(f):
-  """Row 0 of encoder features (an array, or a dict of arrays with a skip)."""
-  return jax.tree.map(lambda x: x[0], f)
-
-
 def batch_of_one(f):
   """Encoder features of one image as a batch of one."""
   return jax.tree.map(lambda x: x[None], f)
@@ -115,7 +110,7 @@ def concatenate(features):
 
 
 def rows(f, index):
-  """Rows ``index`` of encoder features (an array, or a dict of arrays)."""
+  """Rows ``index`` of encoder features (an array, or a dict of arrays with a skip)."""
   return jax.tree.map(lambda x: x[index], f)
 
 
@@ -125,7 +120,7 @@ def encode_chunk(model: CoSegNet, variables, images):
   own attention [K, C])."""
   def one(image):
     f = model.apply(variables, image[None], method=CoSegNet.encode)
-    return first(f), model.apply(variables, f, method=CoSegNet.attend)[0]
+    return rows(f, 0), model.apply(variables, f, method=CoSegNet.attend)[0]
   return jax.vmap(one)(images)
 
 
