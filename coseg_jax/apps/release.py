@@ -16,6 +16,7 @@ from absl import flags
 
 from coseg_jax import files, release, runs
 from coseg_jax.apps import cli
+from coseg_jax.constants import STRIDE
 from coseg_jax.evaluators import report as report_lib
 
 VGG16_SOURCE = (
@@ -39,7 +40,7 @@ CELL_ORACLE = {8: 58.5, 16: 76.5, 32: 86.1}
 def resolution_limit(config):
   """The known limit that the cells the model decides on set, for ``config``'s model."""
   skip = config["model"].get("skip", "")
-  stride = 16 if skip == "pool4" else 32
+  stride = STRIDE // 2 if skip == "pool4" else STRIDE  # pool4 is one pooling before pool5
   cells = config["data"]["image_size"] // stride
   where = "pool4's cells (the pool4 skip)" if skip else "pool5's cells"
   oracle = CELL_ORACLE.get(cells)
