@@ -43,6 +43,9 @@ def default_config():
   config.eval.refine = ""  # group modes: "" | "guided" (maps.guided_filter at the image's size)
   config.eval.refine_radius = maps.GUIDED_RADIUS  # guided: window radius, of the longer side
   config.eval.refine_eps = maps.GUIDED_EPS  # guided: the filter's regulariser (guide in [0, 1])
+  # the partner gate (coseg_jax.proj.real_photos.partner_gate) on the model's maps in the
+  # default modes of folder data (group_mean_gate, ...) and in coseg-segment (a recipe option)
+  config.eval.partner_gate = False
   return config
 
 
@@ -57,7 +60,8 @@ def _model():
   model.dropout_rate = 0.2  # dropout after every decoder block (§3; rate not in the paper)
   model.dtype = "float32"  # compute dtype: "float32" | "bfloat16" (params stay float32)
   model.decoder_type = "paper"  # "paper" (§3.5) | "reference" (the authors' released code)
-  model.skip = ""  # "" (the paper) | "pool4": attended pool4 features into the decoder (recipe)
+  # "" (the paper) | "pool4" | "pool3" (pool4 and pool3): attended maps into the decoder (recipe)
+  model.skip = ""
   return model
 
 
@@ -183,6 +187,7 @@ CHECKS = (
     ("eval.modes", lambda v: isinstance(v, str), "mode names, comma-separated ('' = defaults)"),
     ("eval.refine_radius", lambda v: 0 < v <= 1, "a fraction of the image side in (0, 1]"),
     ("eval.refine_eps", lambda v: np.isfinite(v) and v > 0, "a positive number"),
+    ("eval.partner_gate", lambda v: isinstance(v, bool), "True or False"),
 )
 
 

@@ -59,7 +59,8 @@ def test_default_file_is_the_papers_settings():
      "auto | separate"),
     ("data.synthetic.num_categories", 11, "config.data.synthetic.num_categories = 11 is invalid"),
     ("model.attention", "se", "config.model.attention = 'se' is invalid"),
-    ("model.skip", "pool3", "config.model.skip = 'pool3' is invalid: expected '' | 'pool4'"),
+    ("model.skip", "pool2",
+     "config.model.skip = 'pool2' is invalid: expected '' | 'pool4' | 'pool3'"),
     ("eval.chunk_size", 0, "config.eval.chunk_size = 0 is invalid: expected a positive integer"),
     ("eval.threshold", "foo", r"config.eval.threshold = 'foo' is invalid: expected 'adaptive' "
      r"or a number in \(0, 1\)"),

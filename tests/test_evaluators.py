@@ -114,6 +114,10 @@ def names(parsed):
 def test_modes_are_data():
   assert names(modes.parse("", "voc")) == ["pairs", "pairs_all_foreground"]
   assert names(modes.parse(None, "folder")) == list(modes.DEFAULT_GROUP_MODES)
+  assert names(modes.parse(None, "folder", gate=True)) == [
+      "pairwise_gate", "group_mean_gate", "group_min_gate", "all_foreground", "center_box"]
+  assert names(modes.parse("group_mean", "folder", gate=True)) == ["group_mean"]  # as named
+  assert names(modes.parse("", "voc", gate=True)) == ["pairs", "pairs_all_foreground"]
   assert names(modes.parse("group_min, center_box", "synthetic")) == ["group_min", "center_box"]
   gated = modes.MODES["distractor_gate"]
   assert (gated.protocol, gated.segmenter, gated.gate, gated.is_model) == (

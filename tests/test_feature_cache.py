@@ -42,7 +42,7 @@ def test_cached_training_equals_uncached(tmp_path, skip):
                 - initial["decoder"]["conv_0"]["kernel"]).max() > 0  # trained
 
 
-@pytest.mark.parametrize("skip", ["", "pool4"])
+@pytest.mark.parametrize("skip", ["", "pool4", "pool3"])
 def test_cache_encodes_each_image_once(skip):
   config = frozen_config(True, skip)
   model = train_lib.models.build(config.model)

@@ -192,10 +192,11 @@ def test_wrong_pixel_values_are_refused_naming_the_image():
                              segment_group(model, variables, preprocess(images)), atol=1e-6)
 
 
-def test_a_skip_model_in_both_protocols_and_with_the_gate():
-  """Features with pool4 travel through chunks, pairs and the partner gate (pool5 only)."""
+@pytest.mark.parametrize("skip", ["pool4", "pool3"])
+def test_a_skip_model_in_both_protocols_and_with_the_gate(skip):
+  """Features with skips travel through chunks, pairs and the partner gate (pool5 only)."""
   from coseg_jax.proj.real_photos.partner_gate import GATE  # pylint: disable=g-import-not-at-top
-  model = CoSegNet("fca", skip="pool4", **SMALL)
+  model = CoSegNet("fca", skip=skip, **SMALL)
   variables = sharpened(init_variables(model, jax.random.key(5), SIZE))
   images = uint8_images(3, seed=9)
   plain = segment_pairwise(model, variables, images, chunk_size=2)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from coseg_jax import CoSegNet, init_variables, preprocess
+from coseg_jax.models.coseg import SKIPS
 from coseg_jax.models.decoder import UpsampleConv, upsample2x
 import flax.linen as nn
 from coseg_jax.models.vgg import conv_indices
@@ -233,18 +234,20 @@ def test_light_encoder_preset_follows_vgg_bn_names():
 
 
 @functools.cache
-def skip_model(attention="fca"):
-  """A small CoSegNet with the recipe's pool4 skip, and its variables."""
-  model = CoSegNet(attention, skip="pool4", **SMALL)
+def skip_model(skip="pool4", attention="fca"):
+  """A small CoSegNet with one of the recipe's skips, and its variables."""
+  model = CoSegNet(attention, skip=skip, **SMALL)
   return model, init_variables(model, jax.random.key(0), SIZE)
 
 
-def test_skip_encodes_pool4_and_splits_like_the_pair_forward():
-  model, variables = skip_model()
+@pytest.mark.parametrize("skip", ["pool4", "pool3"])
+def test_skip_encodes_its_maps_and_splits_like_the_pair_forward(skip):
+  model, variables = skip_model(skip)
   x = images(1)
   f = model.apply(variables, x, method=CoSegNet.encode)
-  assert f["pool5"].shape == (2, SIZE // 32, SIZE // 32, 16)
-  assert f["pool4"].shape == (2, SIZE // 16, SIZE // 16, 16)
+  assert set(f) == {"pool5", *SKIPS[skip]}
+  for stage, stride in (("pool5", 32), ("pool4", 16), ("pool3", 8)):
+    assert stage not in f or f[stage].shape == (2, SIZE // stride, SIZE // stride, 16)
   logits = model.apply(variables, x[:1], x[1:])
   alpha = model.apply(variables, f, method=CoSegNet.attend)
   for i in (0, 1):
@@ -254,25 +257,27 @@ def test_skip_encodes_pool4_and_splits_like_the_pair_forward():
     np.testing.assert_allclose(logits[i], expected, rtol=1e-5, atol=1e-5)
 
 
-def test_skip_is_used_and_attended_by_the_decoders_attention():
-  """pool4 changes the output, and with pool5 zeroed (FCA attends it to zero) what is left
-  of the image, pool4, still follows alpha: the skip is attended too."""
-  model, variables = skip_model()
+@pytest.mark.parametrize("skip", ["pool4", "pool3"])
+def test_each_skip_is_used_and_attended_by_the_decoders_attention(skip):
+  """Each skipped map changes the output, and with everything else zeroed (FCA attends
+  pool5 to zero) what is left of the image, that map, still follows alpha: it is attended."""
+  model, variables = skip_model(skip)
   f = model.apply(variables, images(2, n=1), method=CoSegNet.encode)
   alpha = jax.random.uniform(jax.random.key(3), (1, 16))
   decode = lambda f, a: np.asarray(model.apply(variables, f, a, method=CoSegNet.decode))
-  without_pool4 = {"pool5": f["pool5"], "pool4": jnp.zeros_like(f["pool4"])}
-  assert np.abs(decode(f, alpha) - decode(without_pool4, alpha)).max() > 1e-4
-  only_pool4 = {"pool5": jnp.zeros_like(f["pool5"]), "pool4": f["pool4"]}
-  assert np.abs(decode(only_pool4, alpha) - decode(only_pool4, 1 - alpha)).max() > 1e-4
-  nothing = jax.tree.map(jnp.zeros_like, f)  # alpha scales the features, nothing else
+  nothing = jax.tree.map(jnp.zeros_like, f)
+  for tap in SKIPS[skip]:
+    assert np.abs(decode(f, alpha) - decode({**f, tap: nothing[tap]}, alpha)).max() > 1e-4
+    only_tap = {**nothing, tap: f[tap]}
+    assert np.abs(decode(only_tap, alpha) - decode(only_tap, 1 - alpha)).max() > 1e-4
+  # alpha scales the features, nothing else
   np.testing.assert_allclose(decode(nothing, alpha), decode(nothing, 1 - alpha), atol=1e-6)
 
 
 def test_bad_skips_are_refused():
   x = images(0)
-  with pytest.raises(ValueError, match=r"skip must be one of .*got skip='pool3'"):
-    CoSegNet("fca", skip="pool3", **SMALL).init(jax.random.key(0), x[:1], x[1:])
+  with pytest.raises(ValueError, match=r"skip must be one of .*got skip='pool2'"):
+    CoSegNet("fca", skip="pool2", **SMALL).init(jax.random.key(0), x[:1], x[1:])
   with pytest.raises(ValueError, match="decoder_type='reference'"):
     CoSegNet("ca_mlp", decoder_type="reference", skip="pool4").init(
         jax.random.key(0), x[:1], x[1:])

@@ -113,13 +113,19 @@ def test_segment_and_eval_take_the_released_file(frozen_run, tmp_path):
   assert "It decides on pool5's cells, 2 x 2 at 64 px" in card
 
 
-def test_a_skip_model_travels_with_its_skip(frozen_run, tmp_path):
-  """The recipe's pool4 skip (its own parameters, the frozen encoder left out) loads back."""
+@pytest.mark.parametrize("skip, cells", [("pool4", "pool4's cells (the pool4 skip), 4 x 4"),
+                                         ("pool3", "pool3's cells (the pool4 and pool3 skips), "
+                                          "8 x 8")])
+def test_a_skip_model_travels_with_its_skip(frozen_run, tmp_path, skip, cells):
+  """The recipe's skips (their own parameters, the frozen encoder left out) load back."""
   config = runs.load_run(workdir=frozen_run)[0]
-  config.model.skip = "pool4"
+  config.model.skip = skip
   run = save_random_run(tmp_path / "run", config)
   out, card = release_app.release_run(run, tmp_path / "model.npz", log=lambda _: None)
   _, model, variables = runs.load_run(checkpoint=out)
-  assert model.skip == "pool4" and "skip_attention" in variables["params"]
-  assert "It decides on pool4's cells (the pool4 skip), 4 x 4 at 64 px" in card.read_text()
+  params = variables["params"]
+  assert model.skip == skip and "skip_attention" in params
+  assert ("skip_attention_pool3" in params) == (skip == "pool3")
+  assert ("skip_conv_1" in params["decoder"]) == (skip == "pool3")
+  assert f"It decides on {cells} at 64 px" in card.read_text()
   assert_same_variables(variables, runs.load_run(workdir=run)[2])

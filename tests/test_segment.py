@@ -205,19 +205,27 @@ def test_rerun_into_the_images_folder_reads_no_outputs(run_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_default_threshold_is_the_runs(tmp_path):
-  """Without --threshold a run is thresholded as its evaluation was (config.eval.threshold)."""
+def test_the_default_threshold_and_gate_are_the_runs(tmp_path):
+  """Without --threshold and --partner_gate a run is segmented as its evaluation was
+  (config.eval.threshold, config.eval.partner_gate)."""
   config = tiny_config()
-  config.eval.threshold = "0.3"
+  config.eval.threshold, config.eval.partner_gate = "0.3", True
   run = save_random_run(tmp_path / "run", config)
   (tmp_path / "photos").mkdir()
   for k in range(2):
     Image.fromarray(noise(40, 56, seed=k)).save(tmp_path / "photos" / f"img{k}.png")
   run_segment(run, [tmp_path / "photos"], tmp_path / "out", "--save_probs")
-  run_segment(run, [tmp_path / "photos"], tmp_path / "given", "--threshold=0.3")
+  run_segment(run, [tmp_path / "photos"], tmp_path / "given", "--save_probs", "--threshold=0.3",
+              "--partner_gate")
+  run_segment(run, [tmp_path / "photos"], tmp_path / "ungated", "--save_probs",
+              "--nopartner_gate")
   for k in range(2):
     _, mask = opened(tmp_path / "out" / f"img{k}_mask.png")
     _, soft = opened(tmp_path / "out" / f"img{k}_prob.png")
-    np.testing.assert_array_equal(mask, opened(tmp_path / "given" / f"img{k}_mask.png")[1])
+    for name in ("mask", "prob"):
+      np.testing.assert_array_equal(opened(tmp_path / "out" / f"img{k}_{name}.png")[1],
+                                    opened(tmp_path / "given" / f"img{k}_{name}.png")[1])
+    ungated = opened(tmp_path / "ungated" / f"img{k}_prob.png")[1].astype(int)
+    assert (soft <= ungated + 1).all() and (soft < ungated - 1).any()  # P * gate
     agree = (mask == 255) == (soft > 0.3 * 255)
     assert agree.mean() > 0.99 and (soft > 0.5 * 255).mean() < (mask == 255).mean()

@@ -189,7 +189,7 @@ def test_skip_features_are_cached_apart_from_pool5_only_ones(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("skip", ["", "pool4"])
+@pytest.mark.parametrize("skip", ["", "pool4", "pool3"])
 def test_training_on_views_trains_the_decoder_only(tmp_path, skip):
   root = write_folder_dataset(tmp_path / "data")
   config = views_config(root, tmp_path / "cache")
@@ -204,6 +204,8 @@ def test_training_on_views_trains_the_decoder_only(tmp_path, skip):
   assert changed("decoder", "conv_0", "kernel")
   assert not skip or changed("decoder", "skip_conv", "kernel") and changed(
       "skip_attention", "kernel")
+  assert skip != "pool3" or changed("decoder", "skip_conv_1", "kernel") and changed(
+      "skip_attention_pool3", "kernel")
   assert len(list((tmp_path / "cache").iterdir())) == 1
 
 

@@ -18,6 +18,7 @@ from coseg_jax import files, release, runs
 from coseg_jax.apps import cli
 from coseg_jax.constants import STRIDE
 from coseg_jax.evaluators import report as report_lib
+from coseg_jax.models.coseg import SKIPS
 
 VGG16_SOURCE = (
     "The Oxford VGG16 ImageNet weights (Simonyan & Zisserman; CC BY 4.0) in torchvision's "
@@ -39,10 +40,11 @@ CELL_ORACLE = {8: 58.5, 16: 76.5, 32: 86.1}
 
 def resolution_limit(config):
   """The known limit that the cells the model decides on set, for ``config``'s model."""
-  skip = config["model"].get("skip", "")
-  stride = STRIDE // 2 if skip == "pool4" else STRIDE  # pool4 is one pooling before pool5
+  taps = SKIPS[config["model"].get("skip", "")]
+  stride = STRIDE >> len(taps)  # each skip is one pooling finer than the one before it
   cells = config["data"]["image_size"] // stride
-  where = "pool4's cells (the pool4 skip)" if skip else "pool5's cells"
+  skips = " and ".join(taps) + (" skips" if len(taps) > 1 else " skip")
+  where = f"{taps[-1]}'s cells (the {skips})" if taps else "pool5's cells"
   oracle = CELL_ORACLE.get(cells)
   cap = (f"; even a perfect decision per cell scores about {oracle} Jaccard on VOC10 "
          "(docs/results.md, the cell oracle)") if oracle else ""

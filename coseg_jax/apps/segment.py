@@ -168,11 +168,12 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=TH
 
 def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out=False,
                    chunk_size=8, image_size=None, save_attention=False, save_probs=False,
-                   threshold=None, partner_gate=False, refine="", vgg16_weights=None,
+                   threshold=None, partner_gate=None, refine="", vgg16_weights=None,
                    log=print):
   """Co-segments every group of ``image_paths`` and writes the pictures to ``out``.
 
-  ``threshold`` None: the run's ``config.eval.threshold`` (what its evaluation used).
+  ``threshold`` / ``partner_gate`` None: the run's ``config.eval.threshold`` /
+  ``config.eval.partner_gate`` (what its evaluation used).
   Returns {group name: its output folder}.
   """
   groups = find_groups(image_paths)
@@ -191,6 +192,10 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
   if threshold is None:
     threshold = maps.parse_threshold(config.eval.threshold, "the run's config.eval.threshold")
     log(f"threshold {threshold} (the run's config.eval.threshold; --threshold to change it)")
+  if partner_gate is None:
+    partner_gate = config.eval.partner_gate
+    log(f"partner gate {'on' if partner_gate else 'off'} (the run's config.eval.partner_gate; "
+        "--partner_gate / --nopartner_gate to change it)")
   written, alphas, labels = {}, [], []
   for name, files in tqdm.tqdm(groups, desc="segment", unit="group", leave=False,
                                disable=len(groups) < 2, dynamic_ncols=True):
@@ -252,8 +257,9 @@ def define(fv):
   flags.DEFINE_string("vgg16_weights", None, "A released model (coseg_jax.release) without "
                       "its encoder: the VGG16 weights it was trained with (default: the path "
                       "it records).", flag_values=fv)
-  flags.DEFINE_bool("partner_gate", False, "Keep in each image what resembles the other "
-                    "images' foreground (coseg_jax.proj.real_photos.partner_gate).", flag_values=fv)
+  flags.DEFINE_bool("partner_gate", None, "Keep in each image what resembles the other "
+                    "images' foreground (coseg_jax.proj.real_photos.partner_gate). Default: "
+                    "the run's config.eval.partner_gate.", flag_values=fv)
 
 
 def segment(fv, args):

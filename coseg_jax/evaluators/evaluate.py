@@ -41,6 +41,7 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
 
   The settings are ``config.eval``'s (``modes``: names, empty for the dataset's defaults;
   ``threshold``: 0.5 or "adaptive", binarising the group and distractor maps;
+  ``partner_gate``: the default modes gated;
   ``chunk_size``; ``refine``: a refinement of the group modes' maps at the image's size,
   ``maps.refiner``); the arguments of the same names, when given, override them. With
   ``save_maps`` the group modes' maps are written under ``<save_maps>/<method>/<dataset>/``
@@ -59,7 +60,7 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   chunk_size = settings.chunk_size if chunk_size is None else chunk_size
   data_config = config.data
   modes = modes_lib.parse(settings.modes if modes is None else modes,
-                          pipeline.dataset_kind(data_config))
+                          pipeline.dataset_kind(data_config), settings.partner_gate)
   groups.check(data_config, modes)
   writer = map_writer(save_maps, method, data_config, modes)
   report = {"dataset": dataset_name(data_config), "split": split, "checkpoint": str(read),

@@ -11,7 +11,8 @@
   ``model`` (each composite decoded with its partner) and the baselines.
 
 ``gate``: every model map multiplied by the real-photo recipe's partner gate
-(``coseg_jax.proj.real_photos.partner_gate``), for the group and distractor protocols.
+(``coseg_jax.proj.real_photos.partner_gate``), for the group and distractor protocols;
+``config.eval.partner_gate`` gates the default modes (``defaults``).
 
 A mode's ``name`` is what ``--config.eval.modes`` takes: ``pairs``,
 ``pairs_all_foreground``, ``group_mean``, ``group_mean_gate``, ``center_box``,
@@ -69,12 +70,20 @@ DEFAULTS = {"voc": ("pairs", "pairs_all_foreground"),
             "folder": DEFAULT_GROUP_MODES}
 
 
-def parse(names, dataset):
-  """Mode names (a list, or comma-separated text; empty: ``dataset``'s defaults) -> [Mode],
-  checked: unknown names, and modes that need groups on VOC pairs, are named."""
+def defaults(dataset, gate=False):
+  """``dataset``'s default mode names; with ``gate`` its model modes that can be gated are."""
+  if not gate:
+    return DEFAULTS[dataset]
+  return tuple(dataclasses.replace(m, gate=m.is_model and m.protocol in GATED).name
+               for m in map(MODES.get, DEFAULTS[dataset]))
+
+
+def parse(names, dataset, gate=False):
+  """Mode names (a list, or comma-separated text; empty: ``defaults(dataset, gate)``) ->
+  [Mode], checked: unknown names, and modes that need groups on VOC pairs, are named."""
   if isinstance(names, str):
     names = [n.strip() for n in names.split(",") if n.strip()]
-  names = list(names or DEFAULTS[dataset])
+  names = list(names or defaults(dataset, gate))
   unknown = [n for n in names if n not in MODES]
   if unknown:
     raise ValueError(f"unknown mode(s) {unknown}; expected some of {list(MODES)}")

@@ -20,7 +20,9 @@ from coseg_jax.models.vgg import VGG16_CONVS, VGG16_WIDTHS, VGG16Encoder
 from coseg_jax.preprocessing import model_input
 
 DECODERS = ("paper", "reference")
-SKIPS = ("", "pool4")  # "": the paper (no skip connection); "pool4": the recipe's option
+# model.skip -> the encoder maps fed to the decoder besides pool5, coarse to fine: "" is the
+# paper (no skip connection); "pool4" and "pool3" are the recipe's options.
+SKIPS = {"": (), "pool4": ("pool4",), "pool3": ("pool4", "pool3")}
 
 
 def pool5(f):
@@ -72,6 +74,7 @@ class CoSegNet(nn.Module):
   alpha is what ``decode`` attends pool5 with (the partner's for CA, the fused one for
   FCA), so the finer features too depend on the partner. ``encode`` then returns
   ``{"pool5": f, "pool4": f4}``; ``attend`` and the gates read ``pool5(features)``.
+  ``skip="pool3"`` adds pool3 the same way (f3' = sigmoid(W_3 alpha + b_3) (.) f3) to pool4.
   """
   attention: Union[str, type] = "csa"
   encoder_widths: Sequence[int] = VGG16_WIDTHS
@@ -91,13 +94,13 @@ class CoSegNet(nn.Module):
     if self.decoder_type not in DECODERS:
       raise ValueError(f"decoder_type must be one of {DECODERS}, got {self.decoder_type!r}")
     if self.skip not in SKIPS or (self.skip and self.decoder_type != "paper"):
-      raise ValueError(f"skip must be one of {SKIPS} (a skip needs decoder_type='paper'), "
-                       f"got skip={self.skip!r} with decoder_type={self.decoder_type!r}")
-    taps = (self.skip,) if self.skip else ()
+      raise ValueError(f"skip must be one of {tuple(SKIPS)} (a skip needs decoder_type='paper'"
+                       f"), got skip={self.skip!r} with decoder_type={self.decoder_type!r}")
     self.encoder = VGG16Encoder(self.encoder_widths, self.encoder_convs,
-                                self.encoder_batch_norm, dtype=self.dtype, taps=taps)
-    if self.skip:
-      self.skip_attention = nn.Dense(self.encoder_widths[-2], dtype=self.dtype)
+                                self.encoder_batch_norm, dtype=self.dtype, taps=self.taps)
+    if self.taps:  # W_4 (named from when pool4 was the only skip), W_3: made when first used
+      self.skip_attention = nn.Dense(self.encoder_widths[3], dtype=self.dtype)
+      self.skip_attention_pool3 = nn.Dense(self.encoder_widths[2], dtype=self.dtype)
     learner = ATTENTIONS[self.attention] if isinstance(self.attention, str) else self.attention
     self.learner = learner(self.encoder_widths[-1], dtype=self.dtype)
     if self.decoder_type == "reference":
@@ -106,9 +109,14 @@ class CoSegNet(nn.Module):
       self.decoder = Decoder(self.decoder_widths, self.num_classes, self.dropout_rate,
                              dtype=self.dtype)
 
+  @property
+  def taps(self):
+    """The encoder maps the decoder reads besides pool5, coarse to fine (``SKIPS``)."""
+    return SKIPS.get(self.skip, ())
+
   def encode(self, x, train: bool = False):
     """[B, H, W, 3] -> pool5 feature map f [B, H/32, W/32, C] (with ``skip``, the dict
-    ``{"pool5": f, "pool4": [B, H/16, W/16, C4]}``). uint8 RGB images are
+    ``{"pool5": f, "pool4": [B, H/16, W/16, C4]}``, and pool3 [B, H/8, W/8, C3]). uint8 RGB images are
     normalised here (``model_input``: batches travel to the device as uint8); float
     images must be torchvision-normalised already."""
     check_images(x)
@@ -130,10 +138,12 @@ class CoSegNet(nn.Module):
   def decode(self, f, alpha, train: bool = False):
     """Attend f with alpha (eq. 3–4, 6–7, 12–13) and decode to logits [B, H, W, 2]."""
     attended = self.learner.attend(pool5(f), alpha)
-    if not self.skip:
+    if not self.taps:
       return self.decoder(attended, train=train)
-    alpha_skip = nn.sigmoid(self.skip_attention(alpha))
-    return self.decoder(attended, scale_channels(f[self.skip], alpha_skip), train=train)
+    gates = (self.skip_attention, self.skip_attention_pool3)
+    skips = [scale_channels(f[tap], nn.sigmoid(gate(alpha)))
+             for tap, gate in zip(self.taps, gates)]
+    return self.decoder(attended, skips, train=train)
 
   def __call__(self, img_a, img_b, train: bool = False):
     check_images(img_a, "img_a")

@@ -6,10 +6,10 @@ each but the last followed by ReLU, BatchNorm and dropout ("we ... add a dropout
 after each layer", §3). No skip connections: un-attended features would let the
 decoder segment every object and ignore the attention (§3).
 
-A recipe option, not the paper: ``skip`` features (pool4 at the first block's output
-size, attended by ``CoSegNet``) projected by a 1x1 conv (+ ReLU, BatchNorm) to
-``skip_width`` channels and concatenated to the first block's output, so the later
-blocks see detail finer than pool5 (docs/model.md).
+A recipe option, not the paper: ``skips`` features (pool4 at the first block's output
+size, pool3 at the second's, attended by ``CoSegNet``), each projected by a 1x1 conv
+(+ ReLU, BatchNorm) to ``skip_width`` channels and concatenated to its block's output,
+so the later blocks see detail finer than pool5 (docs/model.md).
 
 Each "upsample -> conv 3x3" is computed as one 2x2 convolution of the small map
 (``UpsampleConv``): the same values, without building the upsampled map and with 16
@@ -79,15 +79,18 @@ class Decoder(nn.Module):
   skip_width: int = 64
 
   @nn.compact
-  def __call__(self, x, skip=None, train: bool = False):
-    """``skip``: None, or features [B, 2h, 2w, C'] joined after the first block."""
+  def __call__(self, x, skips=(), train: bool = False):
+    """``skips``: features [B, 2h, 2w, C'], [B, 4h, 4w, C''], ... joined after blocks 0, 1, ..."""
+    if len(skips) > len(self.widths):
+      raise ValueError(f"{len(skips)} skips for {len(self.widths)} decoder blocks")
     norm = partial(BatchNorm, use_running_average=not train, dtype=self.dtype)
     for i, width in enumerate(self.widths):
       x = UpsampleConv(width, dtype=self.dtype, name=f"conv_{i}")(x)
       x = norm(name=f"bn_{i}")(nn.relu(x))
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-      if i == 0 and skip is not None:
-        s = nn.Conv(self.skip_width, (1, 1), dtype=self.dtype, name="skip_conv")(skip)
-        x = jnp.concatenate([x, norm(name="skip_bn")(nn.relu(s))], axis=-1)
+      if i < len(skips):
+        suffix = f"_{i}" if i else ""  # the first keeps its name from when it was the only one
+        s = nn.Conv(self.skip_width, (1, 1), dtype=self.dtype, name="skip_conv" + suffix)(skips[i])
+        x = jnp.concatenate([x, norm(name="skip_bn" + suffix)(nn.relu(s))], axis=-1)
     x = UpsampleConv(self.num_classes, dtype=self.dtype, name=f"conv_{len(self.widths)}")(x)
     return x.astype(jnp.float32)
