@@ -17,6 +17,9 @@ coseg_jax/proj/real_photos/research_log.md measure each):
 * ``eval.threshold="adaptive"``: each map's mean + std (at most 0.8), what ``eval.py`` and
   ``coseg-segment`` use for its runs; a fixed 0.15, best on one fold, lost on the other
   (docs/results.md §5).
+* ``eval.partner_gate``: the partner gate (``coseg_jax.proj.real_photos.partner_gate``, no
+  weights) on the model's maps in ``coseg-segment`` and ``eval.py``'s default modes; it
+  raised both folds and the distractor test's partner effect (docs/results.md §5).
 
   python train.py --config configs/cpu_frozen.py --workdir runs/cpu_frozen \\
       --config.data.root=../shared/data/pascal_voc10_coseg \\
@@ -62,4 +65,5 @@ def get_config():
   config.train.eval_every = 0  # validate at the end only
   config.train.checkpoint_every = 200
   config.eval.threshold = "adaptive"
+  config.eval.partner_gate = True
   return config

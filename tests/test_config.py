@@ -131,7 +131,7 @@ def old_run_config():
   """configs/cpu_frozen.py as the old run was trained with it (before the pool4 skip)."""
   config = load("cpu_frozen")
   config.data.root, config.init.vgg16_weights = OLD_ROOT, OLD_WEIGHTS
-  config.model.skip, config.eval.threshold = "", "0.5"
+  config.model.skip, config.eval.threshold, config.eval.partner_gate = "", "0.5", False
   return config
 
 
