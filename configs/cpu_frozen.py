@@ -12,8 +12,9 @@ coseg_jax/proj/real_photos/research_log.md measure each):
   partner image shows the view's own class and the target when the partner shows the
   pasted class, so only what the two images share is foreground;
 * ``data.views.negatives``: pairs with nothing in common (both targets empty);
-* ``model.skip="pool4"``: pool4 (16 x 16 at 256 px), attended by the same attention as
-  pool5, into the decoder, so masks follow objects finer than pool5's 8 x 8 cells;
+* ``model.skip="pool3"``: pool4 (16 x 16 at 256 px) and pool3 (32 x 32), each scaled by
+  the attention that scales pool5, into the decoder, so masks follow objects finer than
+  pool5's 8 x 8 cells (pool3 over pool4 alone: chosen on one fold, confirmed on the other);
 * ``eval.threshold="adaptive"``: each map's mean + std (at most 0.8), what ``eval.py`` and
   ``coseg-segment`` use for its runs; a fixed 0.15, best on one fold, lost on the other
   (docs/results.md §5).
@@ -43,7 +44,7 @@ def get_config():
   config.model.attention = "fca"  # the paper's best on unseen objects (§4.3)
   config.model.dropout_rate = 0.2
   config.model.dtype = "float32"
-  config.model.skip = "pool4"
+  config.model.skip = "pool3"
   config.init.vgg16_weights = ""  # set: a torchvision VGG16 .pth or ported .npz
   config.data.dataset = "folder"
   config.data.root = ""  # set: e.g. ../shared/data/pascal_voc10_coseg
