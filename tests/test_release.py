@@ -74,6 +74,7 @@ def test_a_frozen_encoder_is_recorded_by_its_hash(frozen_run, tmp_path):
   assert_same_variables(variables, runs.load_run(workdir=frozen_run)[2])
   text = card.read_text()
   assert meta["encoder"]["sha256"] in text and "Known limits" in text
+  assert "thresholds the maps at 0.5 (`--threshold` to change) and does not gate" in text
   other = vgg16_file(tmp_path / "other.npz", seed=4)
   with pytest.raises(weights.WeightFileError, match=r"trained with VGG16 weights sha256 "
                      rf"{meta['encoder']['sha256'][:12]}.*other.npz has sha256"):
@@ -120,6 +121,7 @@ def test_a_skip_model_travels_with_its_skip(frozen_run, tmp_path, skip, cells):
   """The recipe's skips (their own parameters, the frozen encoder left out) load back."""
   config = runs.load_run(workdir=frozen_run)[0]
   config.model.skip = skip
+  config.eval.threshold, config.eval.partner_gate = "adaptive", True  # as the recipe's runs
   run = save_random_run(tmp_path / "run", config)
   out, card = release_app.release_run(run, tmp_path / "model.npz", log=lambda _: None)
   _, model, variables = runs.load_run(checkpoint=out)
@@ -128,4 +130,6 @@ def test_a_skip_model_travels_with_its_skip(frozen_run, tmp_path, skip, cells):
   assert ("skip_attention_pool3" in params) == (skip == "pool3")
   assert ("skip_conv_1" in params["decoder"]) == (skip == "pool3")
   assert f"It decides on {cells} at 64 px" in card.read_text()
+  assert "at adaptive (`--threshold` to change) and gates them" in card.read_text()
+  assert "`--nopartner_gate` to change" in card.read_text()
   assert_same_variables(variables, runs.load_run(workdir=run)[2])

@@ -104,7 +104,7 @@ def model_card(path, meta, reports):
            f"(`configs/cpu_frozen.py`-style run `{pathlib.Path(meta['run']).name}`).", "",
            "```bash",
            f"coseg-segment --checkpoint={path.name} --images=my_photos/ --out=out/",
-           "```", "", "## Training data", "",
+           "```", "", segment_defaults(config), "", "## Training data", "",
            f"`{data['root']}`, groups: {data['groups'] or 'all'} (PASCAL-VOC10 co-segmentation "
            "set of Faktor & Irani: PASCAL VOC / Flickr photos, research use).", ""]
   lines += _encoder_section(meta)
@@ -114,6 +114,16 @@ def model_card(path, meta, reports):
   limits = (LIMITS[0], resolution_limit(config), *LIMITS[1:])
   lines += ["## Known limits", ""] + [f"- {limit}" for limit in limits] + [""]
   return "\n".join(lines)
+
+
+def segment_defaults(config):
+  """How ``coseg-segment`` treats the maps of this file unless told otherwise."""
+  settings = config.get("eval", {})
+  gate = settings.get("partner_gate", False)
+  return (f"`coseg-segment` thresholds the maps at {settings.get('threshold', '0.5')} "
+          f"(`--threshold` to change) and {'gates' if gate else 'does not gate'} them with "
+          "the partner gate (what resembles the other photos' foreground; "
+          f"`--{'no' if gate else ''}partner_gate` to change), as the run was evaluated.")
 
 
 def _encoder_section(meta):
