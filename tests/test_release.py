@@ -74,7 +74,7 @@ def test_a_frozen_encoder_is_recorded_by_its_hash(frozen_run, tmp_path):
   assert_same_variables(variables, runs.load_run(workdir=frozen_run)[2])
   text = card.read_text()
   assert meta["encoder"]["sha256"] in text and "Known limits" in text
-  assert "thresholds the maps at 0.5 (`--threshold` to change) and does not gate" in text
+  assert "thresholds the maps with `--threshold=0.5`, as the run was evaluated" in text
   other = vgg16_file(tmp_path / "other.npz", seed=4)
   with pytest.raises(weights.WeightFileError, match=r"trained with VGG16 weights sha256 "
                      rf"{meta['encoder']['sha256'][:12]}.*other.npz has sha256"):
@@ -130,6 +130,6 @@ def test_a_skip_model_travels_with_its_skip(frozen_run, tmp_path, skip, cells):
   assert ("skip_attention_pool3" in params) == (skip == "pool3")
   assert ("skip_conv_1" in params["decoder"]) == (skip == "pool3")
   assert f"It decides on {cells} at 64 px" in card.read_text()
-  assert "at adaptive (`--threshold` to change) and gates them" in card.read_text()
-  assert "`--nopartner_gate` to change" in card.read_text()
+  assert "with `--threshold=adaptive` and the partner gate" in card.read_text()
+  assert "`--nopartner_gate` turns it off" in card.read_text()
   assert_same_variables(variables, runs.load_run(workdir=run)[2])

@@ -119,11 +119,14 @@ def model_card(path, meta, reports):
 def segment_defaults(config):
   """How ``coseg-segment`` treats the maps of this file unless told otherwise."""
   settings = config.get("eval", {})
-  gate = settings.get("partner_gate", False)
-  return (f"`coseg-segment` thresholds the maps at {settings.get('threshold', '0.5')} "
-          f"(`--threshold` to change) and {'gates' if gate else 'does not gate'} them with "
-          "the partner gate (what resembles the other photos' foreground; "
-          f"`--{'no' if gate else ''}partner_gate` to change), as the run was evaluated.")
+  threshold = settings.get("threshold", "0.5")
+  if not settings.get("partner_gate", False):
+    return (f"`coseg-segment` thresholds the maps with `--threshold={threshold}`, as the run "
+            "was evaluated; `--partner_gate` keeps what resembles the other photos' foreground.")
+  return (f"`coseg-segment` thresholds the maps with `--threshold={threshold}` and the partner "
+          "gate, which keeps what resembles the other photos' foreground, as the run was "
+          "evaluated. The gate helps where photos hold other objects as well, and can cut "
+          "pieces off a lone object (`--nopartner_gate` turns it off; docs/results.md §5).")
 
 
 def _encoder_section(meta):
