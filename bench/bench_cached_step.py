@@ -2,9 +2,12 @@
 
   python bench/bench_cached_step.py                     # 256 px, 8 pairs, FCA, both decoders
   python bench/bench_cached_step.py --dtypes float32,bfloat16 --out bench/results/cached.json
+  python bench/bench_cached_step.py --dtypes float32 --skips pool5,pool4,pool3  # the skips' cost
 
 With a frozen encoder (``configs/cpu_frozen.py``) a training step decodes cached pool5
-features, so the decoder's layers at 64..256 px dominate it. Two formulations of the
+features (and pool4 / pool3 with ``model.skip``; ``--skips`` names the finest map the
+decoder sees, pool5 for none), so the decoder's layers at 64..256 px dominate it. Two
+formulations of the
 paper's decoder are timed in the same run, on the same weights and batch:
 
 * ``upsample_conv``: the package's ``UpsampleConv``, each "upsample x2 -> conv 3x3" as one
@@ -16,7 +19,10 @@ import argparse
 import contextlib
 import functools
 import pathlib
+import sys
 
+sys.path.insert(0, __file__.rsplit("/", 2)[0])
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import flax.linen as nn
 import jax
 import numpy as np
@@ -24,6 +30,7 @@ import numpy as np
 from bench.common import median_seconds, write_json
 from coseg_jax import config as config_lib
 from coseg_jax import models
+from coseg_jax.constants import STRIDE
 from coseg_jax.training import trainer as train_lib
 from coseg_jax.models import conv, decoder
 
@@ -51,18 +58,32 @@ def formulation_of(name):
     decoder.UpsampleConv = original
 
 
-def step_seconds(dtype, size, batch_size, repeats):
+# the finest encoder map the decoder sees -> config.model.skip
+SKIP_OF = {"pool5": "", "pool4": "pool4", "pool3": "pool3"}
+
+
+def random_features(rng, model, batch_size, size):
+  """Cached encoder features as training reads them: pool5, or a dict with the skips' maps."""
+  widths = {"pool5": model.encoder_widths[4], "pool4": model.encoder_widths[3],
+            "pool3": model.encoder_widths[2]}
+  taps = ("pool5",) + model.taps
+  maps = {tap: rng.random((batch_size, size // (STRIDE >> i), size // (STRIDE >> i),
+                           widths[tap]), np.float32) for i, tap in enumerate(taps)}
+  return maps if model.taps else maps["pool5"]
+
+
+def step_seconds(dtype, size, batch_size, repeats, skip=""):
   """Median seconds of one jitted training step on random features (traced inside)."""
   config = config_lib.load_file(pathlib.Path(__file__).parents[1] / "configs" / "cpu_frozen.py")
   config.model.dtype, config.data.image_size, config.batch_size = dtype, size, batch_size
+  config.model.skip = skip
   model = models.build(config.model)
   state = train_lib.create_state(config, model, jax.random.key(0))
   step = jax.jit(functools.partial(train_lib.train_step, model=model, freeze_encoder=True),
                  donate_argnums=0)
   rng = np.random.default_rng(0)
-  side = size // 32
-  batch = {"features_a": rng.random((batch_size, side, side, 512), np.float32),
-           "features_b": rng.random((batch_size, side, side, 512), np.float32),
+  batch = {"features_a": random_features(rng, model, batch_size, size),
+           "features_b": random_features(rng, model, batch_size, size),
            "mask_a": (rng.random((batch_size, size, size)) > 0.8).astype(np.uint8),
            "mask_b": (rng.random((batch_size, size, size)) > 0.8).astype(np.uint8)}
   holder = {"state": state}
@@ -81,17 +102,20 @@ def main(argv=None):
   parser.add_argument("--batch", type=int, default=8, help="pairs per step")
   parser.add_argument("--dtypes", default="float32,bfloat16")
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--skips", default="pool3", help="the finest maps the decoder sees, "
+                      "of " + ", ".join(SKIP_OF) + " (pool3: the recipe's default)")
   parser.add_argument("--out", default="")
   args = parser.parse_args(argv)
   rows = []
-  for dtype in args.dtypes.split(","):
-    for formulation in ("plain", "upsample_conv"):
-      with formulation_of(formulation):
-        seconds = step_seconds(dtype, args.size, args.batch, args.repeats)
-      rows.append({"formulation": formulation, "dtype": dtype, "seconds": seconds,
-                   "pairs_per_s": args.batch / seconds})
-      print(f"{formulation:14s} {dtype:9s} {seconds:.3f} s/step  {args.batch / seconds:.2f} pairs/s",
-            flush=True)
+  for finest in args.skips.split(","):
+    for dtype in args.dtypes.split(","):
+      for formulation in ("plain", "upsample_conv"):
+        with formulation_of(formulation):
+          seconds = step_seconds(dtype, args.size, args.batch, args.repeats, SKIP_OF[finest])
+        rows.append({"skips_to": finest, "formulation": formulation, "dtype": dtype,
+                     "seconds": seconds, "pairs_per_s": args.batch / seconds})
+        print(f"{finest:6s} {formulation:14s} {dtype:9s} {seconds:.3f} s/step  "
+              f"{args.batch / seconds:.2f} pairs/s", flush=True)
   if args.out:
     write_json(args.out, {"size": args.size, "batch": args.batch, "rows": rows})
 

@@ -27,6 +27,16 @@ def test_console_scripts_run():
     assert "usage:" in result.stdout.lower(), (script, result.stderr[-2000:])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "bench").glob("*.py")
+                                          if p.name not in ("__init__.py", "common.py")))
+def test_bench_scripts_run_as_documented(script, tmp_path):
+  """``python bench/NAME.py --help`` from any folder, as docs/performance.md runs them."""
+  result = subprocess.run([sys.executable, str(REPO / "bench" / script), "--help"],
+                          capture_output=True, text=True, cwd=tmp_path, check=False)
+  assert result.returncode == 0 and "usage:" in result.stdout, result.stderr[-2000:]
+
+
 def test_config_json_records_package_versions(tmp_path):
   train_lib.write_run_info(str(tmp_path), tiny_config())
   versions = json.loads((tmp_path / "config.json").read_text())["versions"]
