@@ -33,6 +33,7 @@ from coseg_jax import models
 from coseg_jax.constants import STRIDE
 from coseg_jax.training import trainer as train_lib
 from coseg_jax.models import conv, decoder
+from coseg_jax.models.coseg import SKIPS
 
 
 class PlainUpsampleConv(nn.Module):
@@ -58,17 +59,16 @@ def formulation_of(name):
     decoder.UpsampleConv = original
 
 
-# the finest encoder map the decoder sees -> config.model.skip
-SKIP_OF = {"pool5": "", "pool4": "pool4", "pool3": "pool3"}
+# the finest encoder map the decoder sees -> config.model.skip (models.coseg.SKIPS)
+SKIP_OF = {(taps[-1] if taps else "pool5"): skip for skip, taps in SKIPS.items()}
 
 
 def random_features(rng, model, batch_size, size):
-  """Cached encoder features as training reads them: pool5, or a dict with the skips' maps."""
-  widths = {"pool5": model.encoder_widths[4], "pool4": model.encoder_widths[3],
-            "pool3": model.encoder_widths[2]}
-  taps = ("pool5",) + model.taps
+  """Cached encoder features as training reads them: pool5, or a dict with the skips' maps
+  (the i-th map is 2**i times finer than pool5 and has the encoder's (4 - i)-th width)."""
   maps = {tap: rng.random((batch_size, size // (STRIDE >> i), size // (STRIDE >> i),
-                           widths[tap]), np.float32) for i, tap in enumerate(taps)}
+                           model.encoder_widths[4 - i]), np.float32)
+          for i, tap in enumerate(("pool5",) + model.taps)}
   return maps if model.taps else maps["pool5"]
 
 
