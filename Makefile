@@ -12,7 +12,10 @@ TORCH ?= torch==2.13.0
 # tfds, sod: the TFDS builders and the co-saliency metrics (their tests skip without them);
 # `make test EXTRAS_DATA=` leaves them out (pysodmetrics 1.6.2 pins numpy<2.3.5).
 EXTRAS_DATA ?= tfds,sod
-EXTRAS ?= test$(if $(TORCH),$(comma)torch)$(if $(EXTRAS_DATA),$(comma)$(EXTRAS_DATA))
+# crf: pydensecrf2 for the dense-CRF refinement (maps.dense_crf), built from its source (about
+# 2 minutes, needs a C++ compiler); `make test EXTRAS_CRF=` leaves it out (its tests skip).
+EXTRAS_CRF ?= crf
+EXTRAS ?= test$(if $(TORCH),$(comma)torch)$(if $(EXTRAS_DATA),$(comma)$(EXTRAS_DATA))$(if $(EXTRAS_CRF),$(comma)$(EXTRAS_CRF))
 comma := ,
 
 $(VENV)/.installed: pyproject.toml

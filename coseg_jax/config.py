@@ -40,9 +40,14 @@ def default_config():
   config.eval.threshold = "0.5"  # group modes: binarise maps at this number, or "adaptive"
   config.eval.chunk_size = 8  # images (or pairs) per compiled call in the group modes
   config.eval.modes = ""  # evaluation modes, comma-separated; "" = the dataset's defaults
-  config.eval.refine = ""  # group modes: "" | "guided" (maps.guided_filter at the image's size)
+  # group modes and coseg-segment: "" | "guided" (maps.guided_filter) | "crf" (maps.dense_crf,
+  # needs the crf extra), each at the image's size
+  config.eval.refine = ""
   config.eval.refine_radius = maps.GUIDED_RADIUS  # guided: window radius, of the longer side
   config.eval.refine_eps = maps.GUIDED_EPS  # guided: the filter's regulariser (guide in [0, 1])
+  config.eval.crf_sxy = maps.CRF_SXY  # crf: appearance kernel's width, of the longer side
+  config.eval.crf_srgb = maps.CRF_SRGB  # crf: its colour width (0..255)
+  config.eval.crf_compat = maps.CRF_COMPAT  # crf: its weight
   # the partner gate (coseg_jax.proj.real_photos.partner_gate) on the model's maps in the
   # default modes of folder data (group_mean_gate, ...) and in coseg-segment (a recipe option)
   config.eval.partner_gate = False
@@ -187,6 +192,9 @@ CHECKS = (
     ("eval.modes", lambda v: isinstance(v, str), "mode names, comma-separated ('' = defaults)"),
     ("eval.refine_radius", lambda v: 0 < v <= 1, "a fraction of the image side in (0, 1]"),
     ("eval.refine_eps", lambda v: np.isfinite(v) and v > 0, "a positive number"),
+    ("eval.crf_sxy", lambda v: 0 < v <= 1, "a fraction of the image side in (0, 1]"),
+    ("eval.crf_srgb", lambda v: np.isfinite(v) and v > 0, "a positive number"),
+    ("eval.crf_compat", lambda v: np.isfinite(v) and v >= 0, "a number >= 0"),
     ("eval.partner_gate", lambda v: isinstance(v, bool), "True or False"),
 )
 

@@ -77,22 +77,93 @@ def to_original_size(probs, size):
 
 
 # ----------------------------------------------------------------------------- refinement
-REFINERS = ("", "guided")
+REFINERS = ("", "guided", "crf")
 GUIDED_RADIUS = 0.03  # of the longer side (chosen on a run's training classes, bench/refine_sweep.py)
 GUIDED_EPS = 0.001  # the filter's regulariser, for a grey guide in [0, 1] (chosen likewise)
+CRF_SXY = 0.1  # the CRF's appearance kernel: spatial width, of the longer side (chosen likewise)
+CRF_SRGB = 13.0  # its colour width, in 0..255 levels per channel (chosen likewise)
+CRF_COMPAT = 5.0  # its weight (chosen likewise)
+CRF_SMOOTH = (3.0, 3.0)  # the smoothness kernel: width in pixels, weight (pydensecrf's example)
+CRF_STEPS = 5  # mean-field iterations
+CRF_INSTALL = "pip install 'coseg_jax[crf]' (pydensecrf2)"
 
 
-def refiner(name, radius=GUIDED_RADIUS, eps=GUIDED_EPS):
-  """fn(map [H, W], image uint8 [h, w, 3]) -> refined map [H, W], or None for ``name`` "".
+def refiner(name, radius=GUIDED_RADIUS, eps=GUIDED_EPS, sxy=CRF_SXY, srgb=CRF_SRGB,
+            compat=CRF_COMPAT):
+  """fn(map [H, W], image uint8 [H, W, 3], threshold) -> (refined map, the threshold that
+  binarises it), or None for ``name`` "".
 
   "guided": ``guided_filter`` with the image as guide, its window ``radius`` times the
-  map's longer side; the map's edges move to the image's edges within the window.
+  map's longer side; the map's edges move to the image's edges within the window, and the
+  threshold stays. "crf": ``dense_crf``, split where the threshold splits the map (each
+  map's own for "adaptive"); its output, P(foreground) after the CRF, is binarised at 0.5.
   """
   if name not in REFINERS:
     raise ValueError(f"refine={name!r}: expected one of {REFINERS}")
   if not name:
     return None
-  return lambda probs, image: guided_filter(probs, image, radius, eps)
+  if name == "guided":
+    return lambda probs, image, threshold: (guided_filter(probs, image, radius, eps), threshold)
+  _densecrf()  # a missing package is named now, before any work
+
+  def crf(probs, image, threshold):
+    split = adaptive_threshold(probs) if threshold == ADAPTIVE else threshold
+    return dense_crf(probs, image, split, sxy, srgb, compat), THRESHOLD
+  return crf
+
+
+def configured_refiner(settings, name=None):
+  """``refiner`` of a run's ``config.eval`` settings (refine, refine_radius, refine_eps,
+  crf_sxy, crf_srgb, crf_compat); ``name``, if given, in place of its ``refine``."""
+  return refiner(settings.refine if name is None else name, settings.refine_radius,
+                 settings.refine_eps, settings.crf_sxy, settings.crf_srgb, settings.crf_compat)
+
+
+def decide(probs, image, threshold=THRESHOLD, refine=None):
+  """(map, bool mask) of a full-size map: refined with its image by ``refine`` (a
+  ``refiner``), if given, then binarised (``binarize``)."""
+  threshold = parse_threshold(threshold)
+  if refine is not None:
+    probs, threshold = refine(probs, image, threshold)
+  return probs, binarize(probs, threshold)
+
+
+def _densecrf():
+  try:
+    import pydensecrf.densecrf as densecrf  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ValueError(f"refine='crf' needs pydensecrf2, which is not installed: "
+                     f"{CRF_INSTALL}") from None
+  return densecrf
+
+
+def dense_crf(probs, image, split=THRESHOLD, sxy=CRF_SXY, srgb=CRF_SRGB, compat=CRF_COMPAT):
+  """The fully connected two-label CRF (Krähenbühl & Koltun, NIPS 2011) of a probability
+  map with its image -> P(foreground) float32 [H, W] after 5 mean-field steps.
+
+  Unary: -log of the map re-centred on ``split``, P' = σ(logit P - logit split), so that
+  alone it decides as the threshold does (P > split). Pairwise, Potts: a smoothness
+  kernel (``CRF_SMOOTH``) and an appearance kernel, Gaussian in position (width ``sxy``
+  times the longer side) and colour (``srgb``), of weight ``compat``: a pixel joins the
+  label of the pixels near it and of its colour, so the mask's edges move to the image's.
+  The image is resized to the map if their sizes differ. Runs on the CPU (pydensecrf2).
+  """
+  densecrf = _densecrf()
+  height, width = probs.shape
+  image = np.asarray(image, np.uint8)
+  if image.shape[:2] != probs.shape:
+    image = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+  logit = lambda p: np.log(p) - np.log1p(-p)
+  centred = logit(np.clip(np.asarray(probs, np.float64), 1e-6, 1 - 1e-6)) - logit(
+      np.clip(split, 1e-6, 1 - 1e-6))
+  foreground = np.clip(1 / (1 + np.exp(-centred)), 1e-6, 1 - 1e-6)
+  unary = -np.log(np.stack([1 - foreground, foreground]).reshape(2, -1))
+  crf = densecrf.DenseCRF2D(width, height, 2)
+  crf.setUnaryEnergy(np.ascontiguousarray(unary, np.float32))
+  crf.addPairwiseGaussian(sxy=CRF_SMOOTH[0], compat=CRF_SMOOTH[1])
+  rgb = np.array(image[..., :3], order="C")  # a copy: pydensecrf takes writable buffers only
+  crf.addPairwiseBilateral(sxy=sxy * max(height, width), srgb=srgb, rgbim=rgb, compat=compat)
+  return np.asarray(crf.inference(CRF_STEPS), np.float32)[1].reshape(height, width)
 
 
 def guided_filter(probs, image, radius=GUIDED_RADIUS, eps=GUIDED_EPS):

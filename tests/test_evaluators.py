@@ -277,22 +277,52 @@ def test_box_mean_and_guided_filter_by_hand():
   flat = np.full((20, 30, 3), 90, np.uint8)  # no edge in the image: a constant stays constant
   np.testing.assert_allclose(maps.guided_filter(np.full((20, 30), 0.3), flat), 0.3, atol=1e-6)
   assert maps.refiner("") is None
-  with pytest.raises(ValueError, match="refine='crf'"):
+  with pytest.raises(ValueError, match="refine='bilateral'"):
+    maps.refiner("bilateral")
+
+
+def test_dense_crf_splits_where_the_threshold_does():
+  """Alone (a flat image), the CRF decides as its split: a map of 0.3 is foreground when
+  split at 0.2 and background at 0.4; ``decide`` with "adaptive" splits at the map's own
+  mean + std and binarises the CRF's output at 0.5."""
+  pytest.importorskip("pydensecrf.densecrf")
+  flat = np.full((20, 30, 3), 90, np.uint8)
+  flat.setflags(write=False)  # as images read from disk may be
+  map_ = np.full((20, 30), 0.3, np.float32)
+  assert (maps.dense_crf(map_, flat, split=0.2) > 0.9).all()
+  assert (maps.dense_crf(map_, flat, split=0.4) < 0.1).all()
+  map_[:, :20], map_[:, 20:] = 0.1, 0.7  # mean + std 0.58: the right third is above it
+  refined, mask = maps.decide(map_, flat, "adaptive", maps.refiner("crf"))
+  assert refined.dtype == np.float32 and refined.shape == map_.shape
+  np.testing.assert_array_equal(mask, refined > 0.5)
+  _, low = maps.decide(map_, flat, 0.05, maps.refiner("crf"))
+  assert mask[:, 22:].all() and not mask[:, :20].any() and low.all()
+
+
+def test_a_missing_crf_package_is_named(monkeypatch):
+  monkeypatch.setitem(sys.modules, "pydensecrf", None)
+  monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
+  with pytest.raises(ValueError, match=r"refine='crf' needs pydensecrf2.*coseg_jax\[crf\]"):
     maps.refiner("crf")
 
 
-def test_refined_maps_follow_the_image_edges():
-  """A map whose edge is 4 pixels off the object's edge (a coarse decoder's blob) moves
-  towards it: the group table scores it higher with ``refine``."""
+@pytest.mark.parametrize("name,params", [("guided", {"radius": 0.15, "eps": 1e-3}),
+                                         ("crf", {})])
+@pytest.mark.parametrize("centre", [26, 34])
+def test_refined_maps_follow_the_image_edges(name, params, centre):
+  """A map whose edge is 4 pixels outside or inside the object's edge (an upsampled coarse
+  map's ramp) moves to it: the group table scores it higher with ``refine``."""
+  if name == "crf":
+    pytest.importorskip("pydensecrf.densecrf")
   image = np.zeros((40, 60, 3), np.uint8)
   image[:, 30:] = 255  # the object: columns 30..59
   truth = column_mask(40, 60, 30, 60)
-  coarse = np.zeros((40, 60), np.float32)
-  coarse[:, 26:] = 0.9
+  coarse = np.tile(np.clip((np.arange(60) - centre + 6) / 12, 0, 1).astype(np.float32), (40, 1))
   groups = [{"name": "g", "inputs": np.zeros((1, 40, 60, 3), np.uint8), "images": [image],
              "masks": [truth]}]
   segment = {"m": lambda x: coarse[None]}
   plain = group_protocol.evaluate(iter(groups), segment)["m"]["average"]["jaccard"]
   refined = group_protocol.evaluate(iter(groups), segment, refine=maps.refiner(
-      "guided", radius=0.15, eps=1e-3))["m"]["average"]["jaccard"]
-  assert plain == pytest.approx(30 / 34) and refined > plain + 0.02
+      name, **params))["m"]["average"]["jaccard"]
+  assert plain == pytest.approx(min(30, 60 - centre - 1) / max(30, 60 - centre - 1))
+  assert refined > plain + 0.05

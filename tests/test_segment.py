@@ -229,3 +229,25 @@ def test_the_default_threshold_and_gate_are_the_runs(tmp_path):
     assert (soft <= ungated + 1).all() and (soft < ungated - 1).any()  # P * gate
     agree = (mask == 255) == (soft > 0.3 * 255)
     assert agree.mean() > 0.99 and (soft > 0.5 * 255).mean() < (mask == 255).mean()
+
+
+@pytest.mark.slow
+def test_the_default_refinement_is_the_runs(tmp_path, capsys):
+  """Without --refine a run's maps are refined as its evaluation refined them
+  (config.eval.refine and its settings); --refine= turns it off."""
+  pytest.importorskip("pydensecrf.densecrf")
+  config = tiny_config()
+  config.eval.threshold, config.eval.refine, config.eval.crf_sxy = "adaptive", "crf", 0.2
+  run = save_random_run(tmp_path / "run", config)
+  (tmp_path / "photos").mkdir()
+  for k in range(2):
+    Image.fromarray(noise(40, 56, seed=k)).save(tmp_path / "photos" / f"img{k}.png")
+  run_segment(run, [tmp_path / "photos"], tmp_path / "out", "--save_probs")
+  assert "refinement crf (the run's config.eval.refine" in capsys.readouterr().out
+  run_segment(run, [tmp_path / "photos"], tmp_path / "given", "--save_probs", "--refine=crf")
+  run_segment(run, [tmp_path / "photos"], tmp_path / "plain", "--save_probs", "--refine=")
+  for k in range(2):
+    out, given, plain = (opened(tmp_path / d / f"img{k}_prob.png")[1]
+                         for d in ("out", "given", "plain"))
+    np.testing.assert_array_equal(out, given)
+    assert np.abs(out.astype(int) - plain).max() > 50  # the CRF's P(foreground), sharp

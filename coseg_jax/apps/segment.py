@@ -147,10 +147,8 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=TH
   thumbs, captions = [], []
   for n, path in enumerate(files):
     image = images.read_image(path)
-    soft = maps.to_original_size(probs[n], image.shape[:2])
-    if refine is not None:
-      soft = refine(soft, image)
-    mask = maps.binarize(soft, threshold)
+    soft, mask = maps.decide(maps.to_original_size(probs[n], image.shape[:2]), image,
+                             threshold, refine)
     pictures.save(out_dir / f"{path.stem}{MASK}.png", pictures.mask_image(mask))
     if save_probs:
       pictures.save(out_dir / f"{path.stem}{PROB}.png", pictures.probability_image(soft))
@@ -168,12 +166,12 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=TH
 
 def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out=False,
                    chunk_size=8, image_size=None, save_attention=False, save_probs=False,
-                   threshold=None, partner_gate=None, refine="", vgg16_weights=None,
+                   threshold=None, partner_gate=None, refine=None, vgg16_weights=None,
                    log=print):
   """Co-segments every group of ``image_paths`` and writes the pictures to ``out``.
 
-  ``threshold`` / ``partner_gate`` None: the run's ``config.eval.threshold`` /
-  ``config.eval.partner_gate`` (what its evaluation used).
+  ``threshold`` / ``partner_gate`` / ``refine`` None: the run's ``config.eval.threshold`` /
+  ``partner_gate`` / ``refine`` (what its evaluation used).
   Returns {group name: its output folder}.
   """
   groups = find_groups(image_paths)
@@ -181,7 +179,8 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
     raise ValueError(f"--chunk_size={chunk_size}: expected a positive integer")
   if threshold is not None:
     threshold = maps.parse_threshold(threshold, "--threshold")
-  refiner = maps.refiner(refine)
+  if refine is not None:
+    maps.refiner(refine)  # an unknown name, or a missing package, before any work
   if image_size:
     check_size(image_size, "--image_size")
   check_out_apart(pathlib.Path(out), image_paths)  # before the folder is created
@@ -196,6 +195,10 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
     partner_gate = config.eval.partner_gate
     log(f"partner gate {'on' if partner_gate else 'off'} (the run's config.eval.partner_gate; "
         "--partner_gate / --nopartner_gate to change it)")
+  if refine is None:
+    log(f"refinement {config.eval.refine or 'none'} (the run's config.eval.refine; --refine "
+        "to change it)")
+  refiner = maps.configured_refiner(config.eval, refine)
   written, alphas, labels = {}, [], []
   for name, files in tqdm.tqdm(groups, desc="segment", unit="group", leave=False,
                                disable=len(groups) < 2, dynamic_ncols=True):
@@ -251,9 +254,10 @@ def define(fv):
   flags.DEFINE_string("threshold", None, "Foreground where P(foreground) exceeds this, or "
                       "'adaptive': each map's mean + std, at most 0.8. Default: the run's "
                       "config.eval.threshold (the paper configs: 0.5).", flag_values=fv)
-  flags.DEFINE_enum("refine", "", list(maps.REFINERS), "Refine each map at the photo's size "
-                    "with the photo: 'guided' (maps.guided_filter; edges follow the image's).",
-                    flag_values=fv)
+  flags.DEFINE_enum("refine", None, list(maps.REFINERS), "Refine each map at the photo's size "
+                    "with the photo, so that its edges follow the photo's: 'guided' "
+                    "(maps.guided_filter), 'crf' (maps.dense_crf, the crf extra), '' none. "
+                    "Default: the run's config.eval.refine.", flag_values=fv)
   flags.DEFINE_string("vgg16_weights", None, "A released model (coseg_jax.release) without "
                       "its encoder: the VGG16 weights it was trained with (default: the path "
                       "it records).", flag_values=fv)

@@ -62,6 +62,7 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   modes = modes_lib.parse(settings.modes if modes is None else modes,
                           pipeline.dataset_kind(data_config), settings.partner_gate)
   groups.check(data_config, modes)
+  refine = maps.configured_refiner(settings)
   writer = map_writer(save_maps, method, data_config, modes)
   report = {"dataset": dataset_name(data_config), "split": split, "checkpoint": str(read),
             "step": int(read.name) if read.name.isdigit() else None,
@@ -83,7 +84,6 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   if modes_lib.of(modes, "groups"):
     segmenters = {m.name: groups.segmenter(m, model, variables, chunk_size)
                   for m in modes_lib.of(modes, "groups")}
-    refine = maps.refiner(settings.refine, settings.refine_radius, settings.refine_eps)
     groups.evaluate(lambda: pipeline.iterate_groups(data_config, split=split), segmenters,
                     finished, threshold, writer, refine)
   if modes_lib.of(modes, "distractor"):

@@ -56,9 +56,13 @@ def original_size_counts(probs, masks, threshold=THRESHOLD):
 
 def full_size_counts(full_maps, masks, threshold=THRESHOLD):
   """Metric counts of maps at their masks' sizes against the masks."""
-  return metrics.concat([metrics.counts(maps.binarize(p, threshold)[None],
-                                        m[None].astype(np.uint8))
-                         for p, m in zip(full_maps, masks)])
+  return mask_counts([maps.binarize(p, threshold) for p in full_maps], masks)
+
+
+def mask_counts(found, masks):
+  """Metric counts of bool masks against the ground-truth masks of the same sizes."""
+  return metrics.concat([metrics.counts(f[None], m[None].astype(np.uint8))
+                         for f, m in zip(found, masks)])
 
 
 def evaluate(groups, segmenters, on_result=None, threshold=THRESHOLD, map_writer=None,
@@ -71,7 +75,7 @@ def evaluate(groups, segmenters, on_result=None, threshold=THRESHOLD, map_writer
   as each mode finishes. ``map_writer(mode, group, maps)``, if given, receives each
   group's maps at the original size (``evaluators.saliency.MapWriter``). ``refine``
   (``maps.refiner``), if given, refines each map at the original size with its image,
-  before it is binarised and written.
+  before it is binarised and written (``maps.decide``).
   Returns {mode: {"classes": {group: {"jaccard", "precision", "images"}}, "average":
   {"jaccard", "precision"}, "seconds": wall time of the mode's segmentation}}.
   """
@@ -97,10 +101,10 @@ def _evaluate_mode(groups, mode, segment, threshold=THRESHOLD, map_writer=None, 
     except ValueError as e:
       raise ValueError(f"mode {mode}, group {g['name']}: {e}") from e
     seconds += time.perf_counter() - start
-    full = [maps.to_original_size(p, m.shape) for p, m in zip(probs, g["masks"])]
-    if refine is not None:
-      full = [refine(p, image) for p, image in zip(full, g["images"])]
-    counts.append(full_size_counts(full, g["masks"], threshold))
+    pictures = g["images"] if refine is not None else [None] * len(probs)
+    full, found = zip(*(maps.decide(maps.to_original_size(p, m.shape), image, threshold, refine)
+                        for p, m, image in zip(probs, g["masks"], pictures)))
+    counts.append(mask_counts(found, g["masks"]))
     if map_writer is not None:
       map_writer(mode, g, full)
   if not names:
