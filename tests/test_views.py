@@ -3,6 +3,7 @@ features."""
 
 import functools
 import os
+import shutil
 import sys
 
 import jax
@@ -163,6 +164,22 @@ def test_view_features_are_cached_on_disk(tmp_path):
   feature_cache.view_features(dataset, other, model, {"params": variables},
                               config.data.views.cache_dir)
   assert len(list((tmp_path / "cache").iterdir())) == 2  # other views: another cache
+
+
+def test_the_cache_key_follows_the_files_bytes_not_their_place_or_times(tmp_path):
+  """A copy of the data elsewhere, with new times, finds the same cache; one changed byte
+  of one mask does not."""
+  root = write_folder_dataset(tmp_path / "data")
+  config = views_config(root, tmp_path / "cache")
+  model = train_lib.models.build(config.model)
+  variables = {"params": train_lib.create_state(config, model, jax.random.key(0)).params}
+  key = lambda r: feature_cache.view_cache_path(folders.scan(r), {"size": 64}, model, variables)
+  copy = shutil.copytree(root, tmp_path / "elsewhere" / "data", copy_function=shutil.copyfile)
+  mask = copy / "masks" / "red" / "img_0.png"
+  os.utime(mask, (1, 1))
+  assert key(copy) == key(root)
+  Image.fromarray(np.asarray(Image.open(mask)) ^ np.uint8(255)).save(mask)
+  assert key(copy) != key(root)
 
 
 @pytest.mark.slow

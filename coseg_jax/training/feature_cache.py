@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -118,11 +119,18 @@ def default_cache_dir():
   return os.path.join(base, "coseg_jax", "views")
 
 
+def file_digests(dataset):
+  """[(path under the dataset's root, digest of the file's bytes)] of every image and mask:
+  the same for a copy of the data elsewhere or with new times, different if a byte changes."""
+  root = pathlib.Path(dataset.root).absolute()
+  return [(str(p.absolute().relative_to(root)), _digest(p.read_bytes()))
+          for g in dataset.groups for p in (*g.images, *g.masks)]
+
+
 def view_cache_path(dataset, what, model, variables, cache_dir=""):
-  """``<cache_dir>/views-<key>.npz``: the key covers the files (path, size, mtime),
-  ``what`` is rendered (any JSON-able description), the encoder and its weights."""
-  files = [(str(p.absolute()), p.stat().st_size, p.stat().st_mtime_ns)
-           for g in dataset.groups for p in (*g.images, *g.masks)]
+  """``<cache_dir>/views-<key>.npz``: the key covers the files (``file_digests``), ``what``
+  is rendered (any JSON-able description), the encoder and its weights."""
+  files = file_digests(dataset)
   encoder = jax.tree.leaves(variables["params"]["encoder"])
   encoder_config = (model.encoder_widths, model.encoder_convs, model.encoder_batch_norm)
   if model.skip:  # only then: caches of models without a skip keep their names
