@@ -37,7 +37,7 @@ def default_config():
   config.eval = ml_collections.ConfigDict()
   config.eval.split = "val"  # split used for validation during training
   config.eval.max_batches = 0  # cap on validation batches (0 = the whole split)
-  config.eval.threshold = "0.5"  # group modes: binarise maps at this number, or "adaptive"
+  config.eval.threshold = "0.5"  # group modes: binarise maps at this number, "adaptive" or "otsu"
   config.eval.chunk_size = 8  # images (or pairs) per compiled call in the group modes
   config.eval.modes = ""  # evaluation modes, comma-separated; "" = the dataset's defaults
   # group modes and coseg-segment: "" | "guided" (maps.guided_filter) | "crf" (maps.dense_crf,
@@ -217,7 +217,7 @@ def _module_checks():
           ("data.synthetic.num_categories", lambda v: _is_int(v) and 2 <= v <= most,
            f"an integer in 2..{most}"),
           ("data.image_size", models.is_size, f"a positive multiple of {STRIDE}"),
-          ("eval.threshold", maps.is_threshold, "'adaptive' or a number in (0, 1)"),
+          ("eval.threshold", maps.is_threshold, "'adaptive', 'otsu' or a number in (0, 1)"),
           ("eval.refine", lambda v: v in maps.REFINERS, " | ".join(map(repr, maps.REFINERS))),
           ("model.skip", lambda v: v in SKIPS, " | ".join(map(repr, SKIPS))))
 

@@ -9,7 +9,9 @@ H x W (``to_original_size``, bilinear) and binarise it there (``binarize``):
 * ``"adaptive"``: each map's mean plus its standard deviation, at most 0.8 (the
   co-segmentation protocol of SSNM and UFO, ``tools.generate_binary_map(pred,
   'mean+std')``); better on objects of classes the model never saw, which it ranks right
-  but scores below 0.5 (docs/results.md).
+  but scores below 0.5 (docs/results.md);
+* ``"otsu"``: each map's Otsu threshold (``otsu_threshold``), which splits a map into
+  its two modes whatever share of the photo the object fills.
 
 ``parse_threshold`` is the one check of a threshold value, used by every entry point.
 """
@@ -21,22 +23,27 @@ from coseg_jax.constants import THRESHOLD
 
 ADAPTIVE = "adaptive"
 ADAPTIVE_CAP = 0.8  # the cap of the mean + std threshold (SSNM; UFO's tools.py takes it as th)
+OTSU = "otsu"
+PER_MAP = {ADAPTIVE: lambda probs: adaptive_threshold(probs),
+           OTSU: lambda probs: otsu_threshold(probs)}  # thresholds computed from each map
+OTSU_BINS = 256  # the histogram's bins over [0, 1] (as skimage.filters.threshold_otsu)
 
 
 def parse_threshold(value, name="threshold"):
-  """"adaptive" or a number in (0, 1), given as text or a number -> "adaptive" or float.
+  """"adaptive", "otsu" or a number in (0, 1), given as text or a number -> that name or a
+  float.
 
   Anything else raises a ``ValueError`` naming ``name`` (the flag or config key) and the
   value.
   """
-  if value == ADAPTIVE:
+  if value in PER_MAP:
     return value
   try:
     threshold = float(value)
   except (TypeError, ValueError):
     threshold = None
   if threshold is None or not 0 < threshold < 1:
-    raise ValueError(f"{name}={value!r}: expected {ADAPTIVE!r} or a number in (0, 1)")
+    raise ValueError(f"{name}={value!r}: expected {ADAPTIVE!r}, {OTSU!r} or a number in (0, 1)")
   return threshold
 
 
@@ -55,15 +62,43 @@ def adaptive_threshold(probs, cap=ADAPTIVE_CAP):
   return min(float(probs.mean() + probs.std()), cap)
 
 
+def otsu_threshold(probs, bins=OTSU_BINS):
+  """Otsu's threshold (1979) of a probability map: of the ``bins`` equal bins over [0, 1],
+  the upper edge of the one that maximises the between-class variance of the values up
+  to it and above it, so that ``probs > t`` splits the map there.
+
+  Written here (a histogram and two cumulative sums) rather than taken from
+  scikit-image, which the project does not otherwise need; a constant map gets its value.
+  """
+  counts, edges = np.histogram(np.asarray(probs, np.float64), bins=bins, range=(0, 1))
+  centres = (edges[:-1] + edges[1:]) / 2
+  below = np.cumsum(counts)
+  above = below[-1] - below
+  mass = np.cumsum(counts * centres)
+  mean_below = mass / np.maximum(below, 1)
+  mean_above = (mass[-1] - mass) / np.maximum(above, 1)
+  between = below * above * (mean_below - mean_above) ** 2
+  if not between.any():
+    return float(np.asarray(probs).mean())
+  return float(edges[1:][np.argmax(between)])
+
+
+def map_threshold(probs, threshold=THRESHOLD):
+  """The number that binarises one map [H, W]: ``threshold`` itself, or the map's own
+  for "adaptive" and "otsu"."""
+  threshold = parse_threshold(threshold)
+  return PER_MAP[threshold](probs) if threshold in PER_MAP else threshold
+
+
 def binarize(probs, threshold=THRESHOLD):
-  """bool masks: foreground where ``probs`` exceeds ``threshold`` (a number, or "adaptive":
-  ``adaptive_threshold`` of each map, the last two axes being one map)."""
+  """bool masks: foreground where ``probs`` exceeds ``threshold`` (a number, or "adaptive"
+  / "otsu": ``map_threshold`` of each map, the last two axes being one map)."""
   probs = np.asarray(probs)
   threshold = parse_threshold(threshold)
-  if threshold != ADAPTIVE:
+  if threshold not in PER_MAP:
     return probs > threshold
   if probs.ndim == 2:
-    return probs > adaptive_threshold(probs)
+    return probs > map_threshold(probs, threshold)
   return np.stack([binarize(p, threshold) for p in probs])
 
 
@@ -96,7 +131,7 @@ def refiner(name, radius=GUIDED_RADIUS, eps=GUIDED_EPS, sxy=CRF_SXY, srgb=CRF_SR
   "guided": ``guided_filter`` with the image as guide, its window ``radius`` times the
   map's longer side; the map's edges move to the image's edges within the window, and the
   threshold stays. "crf": ``dense_crf``, split where the threshold splits the map (each
-  map's own for "adaptive"); its output, P(foreground) after the CRF, is binarised at 0.5.
+  map's own for "adaptive" and "otsu"); its output, P(foreground) after the CRF, is binarised at 0.5.
   """
   if name not in REFINERS:
     raise ValueError(f"refine={name!r}: expected one of {REFINERS}")
@@ -107,8 +142,7 @@ def refiner(name, radius=GUIDED_RADIUS, eps=GUIDED_EPS, sxy=CRF_SXY, srgb=CRF_SR
   _densecrf()  # a missing package is named now, before any work
 
   def crf(probs, image, threshold):
-    split = adaptive_threshold(probs) if threshold == ADAPTIVE else threshold
-    return dense_crf(probs, image, split, sxy, srgb, compat), THRESHOLD
+    return dense_crf(probs, image, map_threshold(probs, threshold), sxy, srgb, compat), THRESHOLD
   return crf
 
 

@@ -62,8 +62,8 @@ def test_default_file_is_the_papers_settings():
     ("model.skip", "pool2",
      "config.model.skip = 'pool2' is invalid: expected '' | 'pool4' | 'pool3'"),
     ("eval.chunk_size", 0, "config.eval.chunk_size = 0 is invalid: expected a positive integer"),
-    ("eval.threshold", "foo", r"config.eval.threshold = 'foo' is invalid: expected 'adaptive' "
-     r"or a number in \(0, 1\)"),
+    ("eval.threshold", "foo", r"config.eval.threshold = 'foo' is invalid: expected 'adaptive', "
+     r"'otsu' or a number in \(0, 1\)"),
     ("eval.threshold", "1.5", "config.eval.threshold = '1.5' is invalid"),
 ])
 def test_bad_values_are_named(tmp_path, key, value, message):

@@ -267,6 +267,28 @@ def test_threshold_and_binarize():
   adaptive = maps.binarize(probs, "adaptive")  # each map its own mean + std
   np.testing.assert_array_equal(adaptive[0], probs[0] > min(probs[0].mean() + probs[0].std(), .8))
   np.testing.assert_array_equal(adaptive[1], probs[1] > min(probs[1].mean() + probs[1].std(), .8))
+  assert maps.parse_threshold("otsu") == "otsu"
+
+
+def test_otsu_splits_a_map_into_its_two_modes_whatever_the_objects_share():
+  """An object filling 70 % of the photo scored ~0.6 on a background of ~0.1: Otsu's
+  threshold falls between the two, so the mask is the object; mean + std (0.62 here)
+  cuts half of the object away. A brute-force search over the same bins agrees."""
+  rng = np.random.default_rng(0)
+  truth = np.zeros((50, 60), bool)
+  truth[:, :42] = True
+  probs = np.where(truth, 0.6, 0.1) + rng.normal(0, 0.03, truth.shape)
+  threshold = maps.otsu_threshold(probs)
+  assert 0.15 < threshold < 0.55 and maps.adaptive_threshold(probs) > 0.6
+  np.testing.assert_array_equal(maps.binarize(probs, "otsu"), truth)
+  assert maps.binarize(probs, "adaptive")[truth].mean() < 0.6
+  def between(t):
+    low, high = probs[probs <= t], probs[probs > t]
+    return low.size * high.size * (low.mean() - high.mean()) ** 2 if low.size * high.size else 0
+  edges = np.linspace(0, 1, maps.OTSU_BINS + 1)[1:]
+  best = max(edges, key=between)
+  assert between(threshold) == pytest.approx(between(best), rel=1e-3)
+  assert not maps.binarize(np.full((4, 4), 0.3), "otsu").any()  # one mode: nothing stands out
 
 
 def test_box_mean_and_guided_filter_by_hand():

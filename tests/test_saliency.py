@@ -91,7 +91,7 @@ def test_parse_threshold():
   assert maps.parse_threshold("adaptive") == "adaptive"
   assert maps.parse_threshold("0.3") == 0.3
   for bad in ("1.5", "mean", "0"):
-    with pytest.raises(ValueError, match="expected 'adaptive' or a number in"):
+    with pytest.raises(ValueError, match="expected 'adaptive', 'otsu' or a number in"):
       maps.parse_threshold(bad)
 
 

@@ -157,7 +157,7 @@ def test_errors_name_the_path(run_dir, tmp_path):
   (good / "bad.png").write_bytes(b"not an image at all")
   with pytest.raises(SystemExit, match=f"{good}/bad.png: cannot read as an image"):
     run_segment(run_dir, [good], tmp_path / "out")
-  with pytest.raises(SystemExit, match="--threshold='1.5': expected 'adaptive' or a number"):
+  with pytest.raises(SystemExit, match="--threshold='1.5': expected 'adaptive', 'otsu' or a number"):
     run_segment(run_dir, [good], tmp_path / "out", "--threshold=1.5")
   with pytest.raises(SystemExit, match="--image_size=40: expected a positive multiple of 32"):
     segment.main([f"--checkpoint={run_dir}", f"--images={good / 'one.png'}",

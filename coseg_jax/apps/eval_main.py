@@ -44,7 +44,7 @@ def define(fv):
                     f"{', '.join(modes.MODES)}.", flag_values=fv)
   flags.DEFINE_integer("chunk_size", None, "Overrides config.eval.chunk_size.", flag_values=fv)
   flags.DEFINE_string("threshold", None, "Overrides config.eval.threshold: a number in (0, 1), "
-                      "or 'adaptive' (min(mean + std, 0.8) per map, as SSNM / UFO).",
+                      "'adaptive' (min(mean + std, 0.8) per map, as SSNM / UFO) or 'otsu' (per map).",
                       flag_values=fv)
   flags.DEFINE_string("vgg16_weights", None, "A released model (coseg_jax.release) without its "
                       "encoder: the VGG16 weights it was trained with (default: the path it "

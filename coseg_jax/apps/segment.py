@@ -12,7 +12,7 @@ writes (``*_mask.png``, ``*_overlay.png``, ...) are never read as images, so run
 again over the same folders gives the same masks. Every image is read with
 ``coseg_jax.data.images.read_image`` (grey, palette, RGBA, 16-bit and EXIF orientation
 handled), resized to S x S for the model, and its S x S foreground probability map resized
-back to the image's size (bilinear) and binarised (``coseg_jax.maps``: 0.5, or adaptive).
+back to the image's size (bilinear) and binarised (``coseg_jax.maps``: 0.5, adaptive or otsu).
 Written per group (in ``--out``, or ``--out/<group>/`` when there are several groups):
 
 * ``<stem>_mask.png``: the mask, 0/255, at the image's original size;
@@ -139,7 +139,7 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=TH
   """Writes masks, overlays (soft maps, attention maps) of one group and its contact sheet.
 
   ``probs``: P(foreground) [N, S, S]; ``heat``: spatial attention [N, h, w] or None;
-  ``threshold``: a number, or "adaptive" (``maps.binarize`` of each full-size map);
+  ``threshold``: a number, "adaptive" or "otsu" (``maps.binarize`` of each full-size map);
   ``refine``: a ``maps.refiner`` applied to each full-size map with its image, or None.
   Returns the contact sheet's path.
   """
@@ -252,7 +252,8 @@ def define(fv):
   flags.DEFINE_bool("save_probs", False, "Also write the foreground probabilities as 8-bit grey "
                     "PNGs.", flag_values=fv)
   flags.DEFINE_string("threshold", None, "Foreground where P(foreground) exceeds this, or "
-                      "'adaptive': each map's mean + std, at most 0.8. Default: the run's "
+                      "'adaptive' (each map's mean + std, at most 0.8) or 'otsu' (each map's Otsu "
+                      "threshold). Default: the run's "
                       "config.eval.threshold (the paper configs: 0.5).", flag_values=fv)
   flags.DEFINE_enum("refine", None, list(maps.REFINERS), "Refine each map at the photo's size "
                     "with the photo, so that its edges follow the photo's: 'guided' "
