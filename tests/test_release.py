@@ -133,3 +133,20 @@ def test_a_skip_model_travels_with_its_skip(frozen_run, tmp_path, skip, cells):
   assert "with `--threshold=adaptive` and the partner gate" in card.read_text()
   assert "`--nopartner_gate` turns it off" in card.read_text()
   assert_same_variables(variables, runs.load_run(workdir=run)[2])
+  out, card = release_app.release_run(run, tmp_path / "otsu.npz", log=lambda _: None,
+                                      threshold="otsu")
+  assert runs.load_run(checkpoint=out)[0].eval.threshold == "otsu"
+  assert "with `--threshold=otsu` and the partner gate" in card.read_text()
+  with pytest.raises(ValueError, match="--threshold='0': expected 'adaptive', 'otsu'"):
+    release_app.release_run(run, tmp_path / "bad.npz", threshold="0")
+  assert not (tmp_path / "bad.npz").exists()
+
+
+def test_the_card_says_how_segment_treats_the_maps():
+  ungated = release_app.segment_defaults({"eval": {"threshold": "0.5"}})
+  assert "`--threshold=0.5`" in ungated and "`--partner_gate` keeps" in ungated
+  assert "--refine" not in ungated
+  refined = release_app.segment_defaults({"eval": {"threshold": "otsu", "partner_gate": True,
+                                                   "refine": "crf"}})
+  assert "`--threshold=otsu` and the partner gate" in refined
+  assert "`--refine=crf`; `--refine=` turns it off" in refined

@@ -14,7 +14,7 @@ import pathlib
 
 from absl import flags
 
-from coseg_jax import files, release, runs
+from coseg_jax import files, maps, release, runs
 from coseg_jax.apps import cli
 from coseg_jax.constants import STRIDE
 from coseg_jax.evaluators import report as report_lib
@@ -62,20 +62,29 @@ def define(fv):
                       "(default: its config.init.vgg16_weights).", flag_values=fv)
   flags.DEFINE_list("reports", [], "eval.py JSON reports of this run to quote in the model "
                     "card (held-out numbers with their baselines).", flag_values=fv)
+  flags.DEFINE_string("threshold", None, "The file's config.eval.threshold, which "
+                      "coseg-segment and eval.py use unless told otherwise: a number in (0, 1), "
+                      "'adaptive' or 'otsu'. Default: the run's.", flag_values=fv)
   flags.mark_flags_as_required(["checkpoint", "out"], flag_values=fv)
 
 
-def release_run(checkpoint, out, vgg16_weights=None, reports=(), log=print):
-  """Writes the released file and its model card; returns their paths."""
+def release_run(checkpoint, out, vgg16_weights=None, reports=(), log=print, threshold=None):
+  """Writes the released file and its model card; returns their paths. ``threshold``, if
+  given, replaces the run's ``config.eval.threshold`` in the file (a setting chosen after
+  the run was trained)."""
   out = pathlib.Path(out)
   if out.suffix != ".npz":
     raise ValueError(f"--out={out}: a released model is a .npz file")
   files.check_writable_file(out, "the released model")
+  if threshold is not None:
+    threshold = str(maps.parse_threshold(threshold, "--threshold"))
   loaded = [read_report(path) for path in reports]
   found = runs.resolve(checkpoint=checkpoint)
   if found.released:
     raise ValueError(f"--checkpoint={checkpoint}: give a training run, not a released file")
   config, _, variables, step_dir = runs.load_checkpoint(found, warn=log)
+  if threshold is not None:
+    config.eval.threshold = threshold
   weights_path = vgg16_weights or config.init.vgg16_weights
   meta = release.write(out, config, variables, int(step_dir.name), weights_path,
                        {"run": str(found.run_dir)})
@@ -120,13 +129,18 @@ def segment_defaults(config):
   """How ``coseg-segment`` treats the maps of this file unless told otherwise."""
   settings = config.get("eval", {})
   threshold = settings.get("threshold", "0.5")
+  refine = settings.get("refine", "")
+  refined = (f" It refines each map with the photo (`--refine={refine}`; `--refine=` turns it "
+             "off).") if refine else ""
   if not settings.get("partner_gate", False):
     return (f"`coseg-segment` thresholds the maps with `--threshold={threshold}`, as the run "
-            "was evaluated; `--partner_gate` keeps what resembles the other photos' foreground.")
+            "was evaluated; `--partner_gate` keeps what resembles the other photos' "
+            f"foreground.{refined}")
   return (f"`coseg-segment` thresholds the maps with `--threshold={threshold}` and the partner "
           "gate, which keeps what resembles the other photos' foreground, as the run was "
           "evaluated. The gate helps where photos hold other objects as well, and can cut "
-          "pieces off a lone object (`--nopartner_gate` turns it off; docs/results.md §5).")
+          "pieces off a lone object (`--nopartner_gate` turns it off; docs/results.md §5)."
+          f"{refined}")
 
 
 def _encoder_section(meta):
@@ -156,7 +170,7 @@ def _report_lines(report, run):
 
 def run_release(fv, args):
   cli.no_arguments(args)
-  release_run(fv.checkpoint, fv.out, fv.vgg16_weights, fv.reports)
+  release_run(fv.checkpoint, fv.out, fv.vgg16_weights, fv.reports, threshold=fv.threshold)
 
 
 def main(argv=None):
