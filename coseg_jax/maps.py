@@ -68,7 +68,8 @@ def otsu_threshold(probs, bins=OTSU_BINS):
   to it and above it, so that ``probs > t`` splits the map there.
 
   Written here (a histogram and two cumulative sums) rather than taken from
-  scikit-image, which the project does not otherwise need; a constant map gets its value.
+  scikit-image, which the project does not otherwise need. A map with nothing to split
+  (one value, as the all-foreground baseline's) is binarised at 0.5 (``THRESHOLD``).
   """
   counts, edges = np.histogram(np.asarray(probs, np.float64), bins=bins, range=(0, 1))
   centres = (edges[:-1] + edges[1:]) / 2
@@ -79,7 +80,7 @@ def otsu_threshold(probs, bins=OTSU_BINS):
   mean_above = (mass[-1] - mass) / np.maximum(above, 1)
   between = below * above * (mean_below - mean_above) ** 2
   if not between.any():
-    return float(np.asarray(probs).mean())
+    return THRESHOLD
   return float(edges[1:][np.argmax(between)])
 
 

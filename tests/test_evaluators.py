@@ -288,7 +288,8 @@ def test_otsu_splits_a_map_into_its_two_modes_whatever_the_objects_share():
   edges = np.linspace(0, 1, maps.OTSU_BINS + 1)[1:]
   best = max(edges, key=between)
   assert between(threshold) == pytest.approx(between(best), rel=1e-3)
-  assert not maps.binarize(np.full((4, 4), 0.3), "otsu").any()  # one mode: nothing stands out
+  assert not maps.binarize(np.full((4, 4), 0.3), "otsu").any()  # one value: split at 0.5
+  assert maps.binarize(np.ones((4, 4)), "otsu").all()  # the all-foreground baseline
 
 
 def test_box_mean_and_guided_filter_by_hand():
