@@ -15,9 +15,11 @@ coseg_jax/proj/real_photos/research_log.md measure each):
 * ``model.skip="pool3"``: pool4 (16 x 16 at 256 px) and pool3 (32 x 32), each scaled by
   the attention that scales pool5, into the decoder, so masks follow objects finer than
   pool5's 8 x 8 cells (pool3 over pool4 alone: chosen on one fold, confirmed on the other);
-* ``eval.threshold="adaptive"``: each map's mean + std (at most 0.8), what ``eval.py`` and
-  ``coseg-segment`` use for its runs; a fixed 0.15, best on one fold, lost on the other
-  (docs/results.md §5).
+* ``eval.threshold="otsu"``: each map's Otsu threshold, what ``eval.py`` and
+  ``coseg-segment`` use for its runs. It replaced the mean + std of each map
+  ("adaptive"), which cuts away part of an object that fills half the photo: chosen on
+  one fold (+4.0), even on the other (-0.1; docs/results.md §6). A fixed 0.15, best on
+  one fold, lost on the other (§5).
 * ``eval.partner_gate``: the partner gate (``coseg_jax.proj.real_photos.partner_gate``, no
   weights) on the model's maps in ``coseg-segment`` and ``eval.py``'s default modes; it
   raised both folds and the distractor test's partner effect (docs/results.md §5).
@@ -65,6 +67,6 @@ def get_config():
   config.train.log_every = 20
   config.train.eval_every = 0  # validate at the end only
   config.train.checkpoint_every = 200
-  config.eval.threshold = "adaptive"
+  config.eval.threshold = "otsu"
   config.eval.partner_gate = True
   return config
