@@ -132,7 +132,8 @@ def refiner(name, radius=GUIDED_RADIUS, eps=GUIDED_EPS, sxy=CRF_SXY, srgb=CRF_SR
   "guided": ``guided_filter`` with the image as guide, its window ``radius`` times the
   map's longer side; the map's edges move to the image's edges within the window, and the
   threshold stays. "crf": ``dense_crf``, split where the threshold splits the map (each
-  map's own for "adaptive" and "otsu"); its output, P(foreground) after the CRF, is binarised at 0.5.
+  map's own for "adaptive" and "otsu"); its output, P(foreground) after the CRF, is
+  binarised at 0.5.
   """
   if name not in REFINERS:
     raise ValueError(f"refine={name!r}: expected one of {REFINERS}")

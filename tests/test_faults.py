@@ -140,7 +140,7 @@ def test_second_run_on_a_workdir_is_refused_and_a_stale_lock_taken_over(run_copy
     ("eval.max_batches", -3, "an integer >= 0"),
     ("data.views.crops", -1, "an integer >= 0"),
     ("data.views.min_scale", 0.0, r"a number in \(0, 1\]"),
-    ("eval.threshold", "1.5", r"'adaptive' or a number in \(0, 1\)"),
+    ("eval.threshold", "1.5", r"'adaptive', 'otsu' or a number in \(0, 1\)"),
 ])
 def test_numeric_config_values_are_checked_at_start_up(tmp_path, key, value, expected):
   config = tiny_config(STEPS)

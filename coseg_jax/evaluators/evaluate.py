@@ -40,7 +40,7 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   """Evaluates a checkpoint in ``modes`` -> the report.
 
   The settings are ``config.eval``'s (``modes``: names, empty for the dataset's defaults;
-  ``threshold``: 0.5 or "adaptive", binarising the group and distractor maps;
+  ``threshold``: 0.5, "adaptive" or "otsu", binarising the group and distractor maps;
   ``partner_gate``: the default modes gated;
   ``chunk_size``; ``refine``: a refinement of the group modes' maps at the image's size,
   ``maps.refiner``); the arguments of the same names, when given, override them. With

@@ -2,7 +2,7 @@
 Algorithm 1) or by a baseline, scored at its ORIGINAL resolution.
 
 The S x S probability map is resized back to the image's H x W (bilinear), binarised
-(``coseg_jax.maps``: 0.5, or "adaptive") and compared with the full-size ground-truth
+(``coseg_jax.maps``: 0.5, "adaptive" or "otsu") and compared with the full-size ground-truth
 mask. Per-image Jaccard and precision are averaged within each group (class), then over
 the groups (the tables' "Average" row).
 """
