@@ -24,8 +24,6 @@ from coseg_jax.constants import THRESHOLD
 ADAPTIVE = "adaptive"
 ADAPTIVE_CAP = 0.8  # the cap of the mean + std threshold (SSNM; UFO's tools.py takes it as th)
 OTSU = "otsu"
-PER_MAP = {ADAPTIVE: lambda probs: adaptive_threshold(probs),
-           OTSU: lambda probs: otsu_threshold(probs)}  # thresholds computed from each map
 OTSU_BINS = 256  # the histogram's bins over [0, 1] (as skimage.filters.threshold_otsu)
 
 
@@ -82,6 +80,9 @@ def otsu_threshold(probs, bins=OTSU_BINS):
   if not between.any():
     return THRESHOLD
   return float(edges[1:][np.argmax(between)])
+
+
+PER_MAP = {ADAPTIVE: adaptive_threshold, OTSU: otsu_threshold}  # computed from each map
 
 
 def map_threshold(probs, threshold=THRESHOLD):
