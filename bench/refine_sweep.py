@@ -77,7 +77,7 @@ def main():
   parser.add_argument("--crf-compat", default=str(maps.CRF_COMPAT))
   parser.add_argument("--mode", default="group_mean", choices=("group_mean", "group_mean_gate"))
   parser.add_argument("--threshold", default="adaptive",
-                      help="thresholds, comma-separated: 'adaptive' or numbers in (0, 1)")
+                      help="thresholds, comma-separated: 'adaptive', 'otsu' or numbers in (0, 1)")
   parser.add_argument("--chunk-size", type=int, default=8)
   parser.add_argument("--out", default="bench/results/refine_sweep.json")
   args = parser.parse_args()

@@ -50,13 +50,8 @@ def segmenter(mode, model, variables, chunk_size=8):
 def original_size_counts(probs, masks, threshold=THRESHOLD):
   """Metric counts of S x S probabilities [N, S, S] against N full-size bool masks, each
   map resized to its mask's size and binarised there (``maps.binarize``)."""
-  return full_size_counts([maps.to_original_size(p, m.shape) for p, m in zip(probs, masks)],
-                          masks, threshold)
-
-
-def full_size_counts(full_maps, masks, threshold=THRESHOLD):
-  """Metric counts of maps at their masks' sizes against the masks."""
-  return mask_counts([maps.binarize(p, threshold) for p in full_maps], masks)
+  return mask_counts([maps.binarize(maps.to_original_size(p, m.shape), threshold)
+                      for p, m in zip(probs, masks)], masks)
 
 
 def mask_counts(found, masks):
