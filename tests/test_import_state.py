@@ -48,7 +48,7 @@ CHILD = textwrap.dedent(r'''
 
 
   def snapshot():
-    from jax._src.interpreters import ad, batching, mlir, partial_eval
+    from jax.interpreters import ad, batching, mlir, partial_eval  # the public re-exports
     import jax
     tables = {}
     for module in (ad, batching, mlir, partial_eval):

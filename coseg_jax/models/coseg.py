@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coseg_jax.constants import STRIDE
+from coseg_jax.models import conv
 from coseg_jax.models.attention import ATTENTIONS, scale_channels, spatial_attention
 from coseg_jax.models.decoder import PAPER_DECODER_WIDTHS, Decoder
 from coseg_jax.models.reference import ReferenceDecoder
@@ -75,6 +76,10 @@ class CoSegNet(nn.Module):
   FCA), so the finer features too depend on the partner. ``encode`` then returns
   ``{"pool5": f, "pool4": f4}``; ``attend`` and the gates read ``pool5(features)``.
   ``skip="pool3"`` adds pool3 the same way (f3' = sigmoid(W_3 alpha + b_3) (.) f3) to pool4.
+
+  ``ops`` (``models.conv``): ``conv.FAST`` (default) gives every reverse-mode gradient
+  (``jax.grad`` of any loss) the fast CPU kernel and max-pool gradients; ``conv.XLA`` is
+  for forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``). Same variables.
   """
   attention: Union[str, type] = "csa"
   encoder_widths: Sequence[int] = VGG16_WIDTHS
@@ -86,6 +91,7 @@ class CoSegNet(nn.Module):
   dtype: jnp.dtype = jnp.float32
   decoder_type: str = "paper"
   skip: str = ""
+  ops: conv.Ops = conv.FAST
 
   def setup(self):
     if isinstance(self.attention, str) and self.attention not in ATTENTIONS:
@@ -97,17 +103,19 @@ class CoSegNet(nn.Module):
       raise ValueError(f"skip must be one of {tuple(SKIPS)} (a skip needs decoder_type='paper'"
                        f"), got skip={self.skip!r} with decoder_type={self.decoder_type!r}")
     self.encoder = VGG16Encoder(self.encoder_widths, self.encoder_convs,
-                                self.encoder_batch_norm, dtype=self.dtype, taps=self.taps)
+                                self.encoder_batch_norm, dtype=self.dtype, taps=self.taps,
+                                ops=self.ops)
     if self.taps:  # W_4 (named from when pool4 was the only skip), W_3: made when first used
       self.skip_attention = nn.Dense(self.encoder_widths[3], dtype=self.dtype)
       self.skip_attention_pool3 = nn.Dense(self.encoder_widths[2], dtype=self.dtype)
     learner = ATTENTIONS[self.attention] if isinstance(self.attention, str) else self.attention
     self.learner = learner(self.encoder_widths[-1], dtype=self.dtype)
     if self.decoder_type == "reference":
-      self.decoder = ReferenceDecoder(num_classes=self.num_classes, dtype=self.dtype)
+      self.decoder = ReferenceDecoder(num_classes=self.num_classes, dtype=self.dtype,
+                                      ops=self.ops)
     else:
       self.decoder = Decoder(self.decoder_widths, self.num_classes, self.dropout_rate,
-                             dtype=self.dtype)
+                             dtype=self.dtype, ops=self.ops)
 
   @property
   def taps(self):

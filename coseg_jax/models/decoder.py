@@ -22,7 +22,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from coseg_jax.models.conv import conv_general_dilated
+from coseg_jax.models import conv
 from coseg_jax.models.norm import BatchNorm
 
 PAPER_DECODER_WIDTHS = (256, 128, 64, 32)
@@ -54,6 +54,7 @@ class UpsampleConv(nn.Module):
   ``x`` with ``phase_kernels`` whose four channel blocks interleave into the 2x output."""
   features: int
   dtype: jnp.dtype = jnp.float32
+  ops: conv.Ops = conv.FAST
 
   @nn.compact
   def __call__(self, x):
@@ -62,8 +63,8 @@ class UpsampleConv(nn.Module):
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     b, h, w, _ = x.shape
-    y = conv_general_dilated(x, phase_kernels(kernel), (1, 1), ((1, 1), (1, 1)),
-                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = self.ops.conv_general_dilated(x, phase_kernels(kernel), (1, 1), ((1, 1), (1, 1)),
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
     o = self.features
     rows = [jnp.stack([y[:, a:a + h, c:c + w, (2 * a + c) * o:(2 * a + c + 1) * o]
                        for c in (0, 1)], axis=3) for a in (0, 1)]
@@ -77,6 +78,7 @@ class Decoder(nn.Module):
   dropout_rate: float = 0.2
   dtype: jnp.dtype = jnp.float32
   skip_width: int = 64
+  ops: conv.Ops = conv.FAST
 
   @nn.compact
   def __call__(self, x, skips=(), train: bool = False):
@@ -85,12 +87,13 @@ class Decoder(nn.Module):
       raise ValueError(f"{len(skips)} skips for {len(self.widths)} decoder blocks")
     norm = partial(BatchNorm, use_running_average=not train, dtype=self.dtype)
     for i, width in enumerate(self.widths):
-      x = UpsampleConv(width, dtype=self.dtype, name=f"conv_{i}")(x)
+      x = UpsampleConv(width, dtype=self.dtype, ops=self.ops, name=f"conv_{i}")(x)
       x = norm(name=f"bn_{i}")(nn.relu(x))
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
       if i < len(skips):
         suffix = f"_{i}" if i else ""  # the first keeps its name from when it was the only one
         s = nn.Conv(self.skip_width, (1, 1), dtype=self.dtype, name="skip_conv" + suffix)(skips[i])
         x = jnp.concatenate([x, norm(name="skip_bn" + suffix)(nn.relu(s))], axis=-1)
-    x = UpsampleConv(self.num_classes, dtype=self.dtype, name=f"conv_{len(self.widths)}")(x)
+    x = UpsampleConv(self.num_classes, dtype=self.dtype, ops=self.ops,
+                     name=f"conv_{len(self.widths)}")(x)
     return x.astype(jnp.float32)

@@ -9,10 +9,12 @@ ReLU; there is no dropout. Module names carry the indices of the released
 ``dec.model.i``) so that its checkpoints map one to one (``coseg_jax.weights``).
 """
 
+from functools import partial
+
 import flax.linen as nn
 import jax.numpy as jnp
 
-from coseg_jax.models.conv import conv_general_dilated
+from coseg_jax.models import conv
 from coseg_jax.models.decoder import upsample2x
 from coseg_jax.models.norm import BatchNorm
 
@@ -24,13 +26,14 @@ class ConvBlock(nn.Module):
   norm: bool = True
   relu: bool = True
   dtype: jnp.dtype = jnp.float32
+  ops: conv.Ops = conv.FAST
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     pad = self.kernel_size // 2
     x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
     x = nn.Conv(self.features, (self.kernel_size,) * 2, padding="VALID", dtype=self.dtype,
-                conv_general_dilated=conv_general_dilated, name="conv")(x)
+                conv_general_dilated=self.ops.conv_general_dilated, name="conv")(x)
     if self.norm:
       x = BatchNorm(use_running_average=not train, dtype=self.dtype, name="norm")(x)
     return nn.relu(x) if self.relu else x
@@ -39,11 +42,13 @@ class ConvBlock(nn.Module):
 class ResBlock(nn.Module):
   """x + [conv3x3 -> BatchNorm -> ReLU -> conv3x3 -> BatchNorm](x)."""
   dtype: jnp.dtype = jnp.float32
+  ops: conv.Ops = conv.FAST
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    y = ConvBlock(x.shape[-1], 3, dtype=self.dtype, name="block_0")(x, train)
-    return x + ConvBlock(x.shape[-1], 3, relu=False, dtype=self.dtype, name="block_1")(y, train)
+    block = partial(ConvBlock, x.shape[-1], 3, dtype=self.dtype, ops=self.ops)
+    y = block(name="block_0")(x, train)
+    return x + block(relu=False, name="block_1")(y, train)
 
 
 class ReferenceDecoder(nn.Module):
@@ -52,6 +57,7 @@ class ReferenceDecoder(nn.Module):
   n_up: int = 5
   num_classes: int = 2
   dtype: jnp.dtype = jnp.float32
+  ops: conv.Ops = conv.FAST
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -59,11 +65,12 @@ class ReferenceDecoder(nn.Module):
       raise ValueError(f"the reference decoder reflect-pads its {x.shape[1]}x{x.shape[2]} input "
                        "by 1 and needs at least 2x2 features: images of at least 64x64")
     for j in range(self.n_res):
-      x = ResBlock(dtype=self.dtype, name=f"res_{j}")(x, train)
+      x = ResBlock(dtype=self.dtype, ops=self.ops, name=f"res_{j}")(x, train)
     width = x.shape[-1]
     for i in range(self.n_up):
       width //= 2
-      x = ConvBlock(width, 5, dtype=self.dtype, name=f"block_{2 * i + 2}")(upsample2x(x), train)
-    x = ConvBlock(self.num_classes, 7, norm=False, relu=False, dtype=self.dtype,
+      x = ConvBlock(width, 5, dtype=self.dtype, ops=self.ops,
+                    name=f"block_{2 * i + 2}")(upsample2x(x), train)
+    x = ConvBlock(self.num_classes, 7, norm=False, relu=False, dtype=self.dtype, ops=self.ops,
                   name=f"block_{2 * self.n_up + 1}")(x, train)
     return x.astype(jnp.float32)

@@ -14,7 +14,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from coseg_jax.models.conv import conv_general_dilated, max_pool_2x2
+from coseg_jax.models import conv
 from coseg_jax.models.norm import BatchNorm
 
 VGG16_WIDTHS = (64, 128, 256, 512, 512)
@@ -55,6 +55,7 @@ class VGG16Encoder(nn.Module):
   batch_norm: bool = False
   dtype: jnp.dtype = jnp.float32
   taps: Sequence[str] = ()
+  ops: conv.Ops = conv.FAST
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -66,12 +67,13 @@ class VGG16Encoder(nn.Module):
     for stage, (width, indices) in enumerate(zip(self.widths, stages), 1):
       for index in indices:
         x = nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
-                    conv_general_dilated=conv_general_dilated, name=f"features_{index}")(x)
+                    conv_general_dilated=self.ops.conv_general_dilated,
+                    name=f"features_{index}")(x)
         if self.batch_norm:
           x = BatchNorm(use_running_average=not train, dtype=self.dtype,
                         name=f"features_{index + 1}")(x)
         x = nn.relu(x)
-      x = max_pool_2x2(x)
+      x = self.ops.max_pool_2x2(x)
       pooled[f"pool{stage}"] = x
     if not self.taps:
       return x

@@ -36,7 +36,6 @@ from coseg_jax import checkpoints, group, losses, metrics, models, weights
 from coseg_jax import config as config_lib
 from coseg_jax.data import pipeline
 from coseg_jax.evaluators import steps as eval_steps
-from coseg_jax.models import conv
 from coseg_jax.proj.real_photos import views
 from coseg_jax.training import feature_cache, workdir as workdir_lib
 from coseg_jax.training.feature_cache import FeatureCache
@@ -124,9 +123,8 @@ def train_step(state, batch, *, model, freeze_encoder, foreground_weight=1.0):
                             foreground_weight)
     return loss, (updates["batch_stats"], logits_a, logits_b)
 
-  with conv.fast_gradients():  # traced here, the CPU's fast conv and max-pool gradients
-    (loss, (batch_stats, logits_a, logits_b)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(trained)
+  (loss, (batch_stats, logits_a, logits_b)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(trained)
   grads = {**grads, **jax.tree.map(jax.numpy.zeros_like, frozen)}
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   c = eval_steps.pixel_counts(logits_a, batch["mask_a"])
