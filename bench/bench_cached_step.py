@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from bench.common import median_seconds, write_json
+from bench.common import OPS, median_seconds, write_json
 from coseg_jax import config as config_lib
 from coseg_jax import models
 from coseg_jax.constants import STRIDE
@@ -40,11 +40,12 @@ class PlainUpsampleConv(nn.Module):
   """conv3x3(upsample2x(x)) as two operations, the formulation ``UpsampleConv`` replaces."""
   features: int
   dtype: object = None
+  ops: conv.Ops = conv.FAST
 
   @nn.compact
   def __call__(self, x):
     return nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
-                   conv_general_dilated=conv.conv_general_dilated, name="conv")(
+                   conv_general_dilated=self.ops.conv_general_dilated, name="conv")(
                        decoder.upsample2x(x))
 
 
@@ -72,12 +73,13 @@ def random_features(rng, model, batch_size, size):
   return maps if model.taps else maps["pool5"]
 
 
-def step_seconds(dtype, size, batch_size, repeats, skip=""):
-  """Median seconds of one jitted training step on random features (traced inside)."""
+def step_seconds(dtype, size, batch_size, repeats, skip="", ops="fast"):
+  """Median seconds of one jitted training step on random features, the model built with
+  ``OPS[ops]``."""
   config = config_lib.load_file(pathlib.Path(__file__).parents[1] / "configs" / "cpu_frozen.py")
   config.model.dtype, config.data.image_size, config.batch_size = dtype, size, batch_size
   config.model.skip = skip
-  model = models.build(config.model)
+  model = models.build(config.model).clone(ops=OPS[ops])
   state = train_lib.create_state(config, model, jax.random.key(0))
   step = jax.jit(functools.partial(train_lib.train_step, model=model, freeze_encoder=True),
                  donate_argnums=0)
@@ -104,18 +106,23 @@ def main(argv=None):
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--skips", default="pool3", help="the finest maps the decoder sees, "
                       "of " + ", ".join(SKIP_OF) + " (pool3: the recipe's default)")
+  parser.add_argument("--ops", default="fast", help="comma-separated, of " + ", ".join(OPS)
+                      + ": the gradients the step uses (bench/common.py)")
+  parser.add_argument("--formulations", default="plain,upsample_conv")
   parser.add_argument("--out", default="")
   args = parser.parse_args(argv)
   rows = []
   for finest in args.skips.split(","):
     for dtype in args.dtypes.split(","):
-      for formulation in ("plain", "upsample_conv"):
-        with formulation_of(formulation):
-          seconds = step_seconds(dtype, args.size, args.batch, args.repeats, SKIP_OF[finest])
-        rows.append({"skips_to": finest, "formulation": formulation, "dtype": dtype,
-                     "seconds": seconds, "pairs_per_s": args.batch / seconds})
-        print(f"{finest:6s} {formulation:14s} {dtype:9s} {seconds:.3f} s/step  "
-              f"{args.batch / seconds:.2f} pairs/s", flush=True)
+      for formulation in args.formulations.split(","):
+        for ops in args.ops.split(","):
+          with formulation_of(formulation):
+            seconds = step_seconds(dtype, args.size, args.batch, args.repeats,
+                                   SKIP_OF[finest], ops)
+          rows.append({"skips_to": finest, "formulation": formulation, "dtype": dtype,
+                       "ops": ops, "seconds": seconds, "pairs_per_s": args.batch / seconds})
+          print(f"{finest:6s} {formulation:14s} {dtype:9s} {ops:11s} {seconds:.3f} s/step  "
+                f"{args.batch / seconds:.2f} pairs/s", flush=True)
   if args.out:
     write_json(args.out, {"size": args.size, "batch": args.batch, "rows": rows})
 

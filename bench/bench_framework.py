@@ -26,7 +26,6 @@ Ratio = JAX pairs/s / torch pairs/s (> 1: JAX is faster). Results go to a JSON f
 """
 
 import argparse
-import contextlib
 import copy
 import functools
 import os
@@ -35,12 +34,11 @@ import time
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import flax.linen as nn
 import jax
-from jax import lax
 import numpy as np
+import optax
 
-from bench.common import print_table, write_json
+from bench.common import OPS, print_table, write_json
 from coseg_jax import config as config_lib
 from coseg_jax import losses, models
 from coseg_jax.training import trainer as train_lib
@@ -69,41 +67,27 @@ def make_batch(batch_size, image_size, seed=0):
   return {"image_a": images[0], "image_b": images[1], "mask_a": masks[0], "mask_b": masks[1]}
 
 
-# JAX variants for ablations: which of coseg_jax.models.conv's gradients the train step
-# uses (it traces them inside conv.fast_gradients(); the forward pass is lax/flax in all).
-# "xla" is the model as it was before them (lax convolutions, flax max-pool: XLA's own
-# autodiff), "pool_only" has only the max-pool gradient, "image_blocks" sums the kernel
-# gradient's matmuls over whole images instead of bands of rows.
-JAX_VARIANTS = ("default", "xla", "pool_only", "image_blocks")
+class CompileCounter:
+  """Wraps a function to be jitted: counts its traces (each new trace is a compile)."""
 
+  def __init__(self, fn):
+    self.fn, self.traces = fn, 0
 
-@contextlib.contextmanager
-def jax_variant(name):
-  """Patches the model's ops for ``name`` while tracing (a no-op for "default")."""
-  from coseg_jax.models import conv, decoder, vgg  # pylint: disable=g-import-not-at-top
-  patches = []
-  if name in ("xla", "pool_only"):
-    patches += [(vgg, "conv_general_dilated", lax.conv_general_dilated),
-                (decoder, "conv_general_dilated", lax.conv_general_dilated)]
-  if name == "xla":
-    patches.append((vgg, "max_pool_2x2", lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))))
-  if name == "image_blocks":
-    patches.append((conv, "BLOCK_ELEMENTS", 2**40))
-  saved = [(module, attr, getattr(module, attr)) for module, attr, _ in patches]
-  for module, attr, value in patches:
-    setattr(module, attr, value)
-  try:
-    yield
-  finally:
-    for module, attr, value in saved:
-      setattr(module, attr, value)
+  def __call__(self, *args, **kwargs):
+    self.traces += 1
+    return self.fn(*args, **kwargs)
 
 
 class JaxRunner:
-  """The JAX side: ``forward()`` / ``train()`` run one step and wait for its result."""
+  """The JAX side: ``forward()`` / ``train()`` run one step and wait for its result.
 
-  def __init__(self, config, model, batch, variant="default"):
-    self.variant, self.model = variant, model
+  ``train`` is the project's step (``train_lib.compile_steps``: sharded, donated state);
+  with ``user_step`` it is a step written the way a user writes one: ``jax.value_and_grad``
+  of ``losses.pair_loss`` over ``model.apply`` and ``optax.adam``, jitted.
+  """
+
+  def __init__(self, config, model, batch, ops="fast", user_step=False):
+    self.model = model = model.clone(ops=OPS[ops])
     self.sharding = train_lib.Sharding.create()
     state = train_lib.create_state(config, model, jax.random.key(config.seed))
     # host copy first: the train step donates (and so invalidates) the state's buffers
@@ -112,21 +96,56 @@ class JaxRunner:
     self.variables = jax.device_put(self.host_variables)
     self.state = self.sharding.replicate(state)
     self.batch = self.sharding.put_batch(batch)
-    self._forward = jax.jit(functools.partial(model.apply, train=False))
-    self._train, _ = train_lib.compile_steps(model, config, self.sharding)
+    self._forward_fn = CompileCounter(functools.partial(model.apply, train=False))
+    self._forward = jax.jit(self._forward_fn)
+    if user_step:
+      self._train_fn = CompileCounter(user_train_step(model, config))
+      self._train = jax.jit(self._train_fn)
+      tx = optax.adam(config.train.learning_rate)
+      # committed to the device as the step's outputs are, so that the second call does not
+      # trace again
+      self.state = jax.device_put((self.variables["params"], self.variables["batch_stats"],
+                                   tx.init(self.variables["params"]), jax.random.key(0)),
+                                  jax.devices()[0])
+    else:
+      self._train_fn = None
+      self._train, _ = train_lib.compile_steps(model, config, self.sharding)
 
   def forward(self):
-    with jax_variant(self.variant):
-      jax.block_until_ready(self._forward(self.variables, self.batch["image_a"],
-                                          self.batch["image_b"]))
+    jax.block_until_ready(self._forward(self.variables, self.batch["image_a"],
+                                        self.batch["image_b"]))
 
   def train(self):
-    with jax_variant(self.variant):
-      self.state, step_metrics = self._train(self.state, self.batch)
-      jax.block_until_ready((self.state, step_metrics))
+    self.state, step_metrics = self._train(self.state, self.batch)
+    jax.block_until_ready((self.state, step_metrics))
 
   def compiles(self):
-    return {"forward": self._forward._cache_size(), "train": self._train._cache_size()}  # pylint: disable=protected-access
+    counts = {"forward": self._forward_fn.traces}
+    if self._train_fn is not None:
+      counts["train"] = self._train_fn.traces
+    return counts
+
+
+def user_train_step(model, config):
+  """(params, batch_stats, opt_state, rng), batch -> the next ones and the loss: a training
+  step as a user writes it, with nothing from ``coseg_jax.training``."""
+  tx = optax.adam(config.train.learning_rate)
+
+  def loss_fn(params, batch_stats, batch, rng):
+    (logits_a, logits_b), updates = model.apply(
+        {"params": params, "batch_stats": batch_stats}, batch["image_a"], batch["image_b"],
+        train=True, mutable=["batch_stats"], rngs={"dropout": rng})
+    loss = losses.pair_loss(logits_a, logits_b, batch["mask_a"], batch["mask_b"])
+    return loss, updates["batch_stats"]
+
+  def step(state, batch):
+    params, batch_stats, opt_state, rng = state
+    rng, dropout_rng = jax.random.split(rng)
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, batch_stats, batch, dropout_rng)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), batch_stats, opt_state, rng), loss
+  return step
 
 
 class TorchRunner:
@@ -220,10 +239,13 @@ def main(argv=None):
   parser.add_argument("--no-torch", action="store_true", help="time JAX alone")
   parser.add_argument("--torch-device", default="cpu", help="cpu or cuda (a GPU's run)")
   parser.add_argument("--jax-variants", default="",
-                      help="also time these JAX variants (ablation), comma-separated from "
-                      f"{JAX_VARIANTS[1:]}: xla = lax convs and flax max-pool (XLA's own "
-                      "gradients); pool_only = only the max-pool gradient replaced; "
-                      "image_blocks = kernel-gradient matmuls summed over whole images")
+                      help="also time the model built with these ops (ablation), comma-"
+                      f"separated from {tuple(OPS)[1:]}: xla = lax convs and flax max-pool "
+                      "(XLA's own gradients); kernel_only / pool_only = one rewrite each")
+  parser.add_argument("--user-step", action="store_true",
+                      help="also time a train step written as a user writes one "
+                      "(value_and_grad over model.apply, optax.adam), with the default ops "
+                      "and, if 'xla' is among --jax-variants, with conv.XLA")
   parser.add_argument("--out", default="bench/results/framework.json")
   args = parser.parse_args(argv)
 
@@ -240,8 +262,12 @@ def main(argv=None):
     config = make_config(attention, args.image_size, args.batch_size, args.dtype)
     model = models.build(config.model)
     runners = {"jax": JaxRunner(config, model, batch)}
-    for variant in args.jax_variants.split(",") if args.jax_variants else ():
+    variants = args.jax_variants.split(",") if args.jax_variants else []
+    for variant in variants:
       runners[f"jax_{variant}"] = JaxRunner(config, model, batch, variant)
+    if args.user_step:
+      for variant in ["fast"] + [v for v in variants if v == "xla"]:
+        runners[f"user_{variant}"] = JaxRunner(config, model, batch, variant, user_step=True)
     if not args.no_torch:
       runners["torch"] = TorchRunner(config, runners["jax"].host_variables, batch,
                                      device=args.torch_device)

@@ -7,7 +7,17 @@ import threading
 import time
 
 import jax
+from jax import lax
 import numpy as np
+
+from coseg_jax.models import conv
+
+# Ops a benchmark builds the model with (models.conv; the module attribute ``ops``): "fast"
+# = conv.FAST, the default (the CPU kernel and max-pool gradients); "xla" = conv.XLA (XLA's
+# own gradients); "kernel_only" and "pool_only" keep one of the two rewrites.
+OPS = {"fast": conv.FAST, "xla": conv.XLA,
+       "kernel_only": conv.Ops(conv.conv_general_dilated, conv.flax_max_pool_2x2),
+       "pool_only": conv.Ops(lax.conv_general_dilated, conv.max_pool_2x2)}
 
 
 def machine_info():
