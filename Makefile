@@ -3,6 +3,7 @@
 #   make test   creates .venv, installs the project, runs the tests
 #   make test-fast  the tests not marked slow (no subprocesses, no training runs): < 2 min
 #   make lint   ruff check
+#   make test-newest  the fast tier on the newest Python and jax/flax (constraints/newest.txt)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,16 +16,23 @@ EXTRAS_DATA ?= tfds,sod
 # crf: pydensecrf2 for the dense-CRF refinement (maps.dense_crf), built from its source (about
 # 2 minutes, needs a C++ compiler); `make test EXTRAS_CRF=` leaves it out (its tests skip).
 EXTRAS_CRF ?= crf
+# CONSTRAINTS=constraints/oldest.txt installs exactly the oldest supported versions (CI does)
+CONSTRAINTS ?=
 EXTRAS ?= test$(if $(TORCH),$(comma)torch)$(if $(EXTRAS_DATA),$(comma)$(EXTRAS_DATA))$(if $(EXTRAS_CRF),$(comma)$(EXTRAS_CRF))
 comma := ,
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH) -e '.[$(EXTRAS)]'
+	$(PY) -m pip install -q $(TORCH) -e '.[$(EXTRAS)]' $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	touch $@
 
-.PHONY: install demo test test-fast lint
+# The newest end of the supported range: Python 3.13 (pyenv's, else python3.13 or python3.12
+# on the PATH) with constraints/newest.txt, in its own venv, without the optional extras.
+NEWEST_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3) \
+  $(shell command -v python3.13 python3.12 2>/dev/null))
+
+.PHONY: install demo test test-fast test-newest lint
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -36,6 +44,10 @@ test: $(VENV)/.installed
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -m "not slow"
+
+test-newest:
+	$(MAKE) test-fast PYTHON=$(NEWEST_PYTHON) VENV=.venv-newest TORCH= EXTRAS_DATA= EXTRAS_CRF= \
+	  CONSTRAINTS=constraints/newest.txt
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
