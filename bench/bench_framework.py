@@ -97,10 +97,10 @@ class JaxRunner:
     self.state = self.sharding.replicate(state)
     self.batch = self.sharding.put_batch(batch)
     self._forward_fn = CompileCounter(functools.partial(model.apply, train=False))
-    self._forward = jax.jit(self._forward_fn)
+    self.forward_step = jax.jit(self._forward_fn)
     if user_step:
       self._train_fn = CompileCounter(user_train_step(model, config))
-      self._train = jax.jit(self._train_fn)
+      self.train_step = jax.jit(self._train_fn)
       tx = optax.adam(config.train.learning_rate)
       # committed to the device as the step's outputs are, so that the second call does not
       # trace again
@@ -109,14 +109,14 @@ class JaxRunner:
                                   jax.devices()[0])
     else:
       self._train_fn = None
-      self._train, _ = train_lib.compile_steps(model, config, self.sharding)
+      self.train_step, _ = train_lib.compile_steps(model, config, self.sharding)
 
   def forward(self):
-    jax.block_until_ready(self._forward(self.variables, self.batch["image_a"],
+    jax.block_until_ready(self.forward_step(self.variables, self.batch["image_a"],
                                         self.batch["image_b"]))
 
   def train(self):
-    self.state, step_metrics = self._train(self.state, self.batch)
+    self.state, step_metrics = self.train_step(self.state, self.batch)
     jax.block_until_ready((self.state, step_metrics))
 
   def compiles(self):

@@ -25,12 +25,11 @@ import jax
 import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
-from bench.common import PeakRSS, median_seconds, print_table, write_json  # pylint: disable=g-import-not-at-top
+from bench.common import PeakRSS, compile_counts, median_seconds, print_table, write_json  # pylint: disable=g-import-not-at-top
 from coseg_jax import CoSegNet, group, init_variables  # pylint: disable=g-import-not-at-top
 
 
-def compile_count():
-  return sum(f._cache_size() for f in (group.encode_chunk, group.decode_chunk, group.pair_chunk))  # pylint: disable=protected-access
+CHUNKS = ("encode_chunk", "decode_chunk", "pair_chunk")  # group.py's jitted steps
 
 
 def timed(fn, repeats):
@@ -89,18 +88,25 @@ def measure(args):
   # uint8, as photos arrive: normalised on the device (a quarter of float32's transfer)
   pool = rng.randint(0, 256, (max(sizes), args.image_size, args.image_size, 3), dtype=np.uint8)
   rows = []
-  for n in sizes:
-    images = pool[:n]
-    methods = [("group", lambda: group.segment_group(model, variables, images,
-                                                     chunk_size=args.chunk_size))]
-    if n <= args.pairwise_max_n:
-      methods.append(("pairwise", lambda: group.segment_pairwise(model, variables, images,
-                                                                 chunk_size=args.chunk_size)))
-    for name, fn in methods:
-      seconds, peak = timed(fn, args.repeats if name == "group" else 1)
-      rows.append({"method": name, "N": n, "seconds": seconds, "ms_per_image": 1e3 * seconds / n,
-                   "peak_rss_mb": peak / 2**20, "compiles_so_far": compile_count()})
-      print_table(rows[-1:], list(rows[-1]))
+  with compile_counts() as counts:
+    for n in sizes:
+      rows += measure_n(args, model, variables, pool[:n], counts)
+  return rows
+
+
+def measure_n(args, model, variables, images, counts):
+  """The group (and, for small N, the pairwise) rows of one group size."""
+  n, rows = len(images), []
+  methods = [("group", lambda: group.segment_group(model, variables, images,
+                                                   chunk_size=args.chunk_size))]
+  if n <= args.pairwise_max_n:
+    methods.append(("pairwise", lambda: group.segment_pairwise(model, variables, images,
+                                                               chunk_size=args.chunk_size)))
+  for name, fn in methods:
+    seconds, peak = timed(fn, args.repeats if name == "group" else 1)
+    rows.append({"method": name, "N": n, "seconds": seconds, "ms_per_image": 1e3 * seconds / n,
+                 "peak_rss_mb": peak / 2**20, "compiles_so_far": sum(counts[f] for f in CHUNKS)})
+    print_table(rows[-1:], list(rows[-1]))
   return rows
 
 

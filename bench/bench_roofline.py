@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.bench_framework import JaxRunner, jax_variant, make_batch, make_config
+from bench.bench_framework import JaxRunner, make_batch, make_config
 from bench.common import median_seconds, print_table, write_json
 from coseg_jax import models
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -50,11 +50,10 @@ def flops(compiled):
 
 def model_flops(config, model, batch):
   """{mode: FLOPs of one step} from XLA's cost analysis (train: XLA's own gradients)."""
-  runner = JaxRunner(config, model, batch, variant="xla")  # fresh jits: traced below
-  forward = jax.jit(functools.partial(model.apply, train=False)).lower(
+  runner = JaxRunner(config, model, batch, ops="xla")  # XLA's ops: its cost analysis sees all
+  forward = runner.forward_step.lower(
       runner.variables, runner.batch["image_a"], runner.batch["image_b"]).compile()
-  with jax_variant("xla"):
-    train = runner._train.lower(runner.state, runner.batch).compile()  # pylint: disable=protected-access
+  train = runner.train_step.lower(runner.state, runner.batch).compile()
   return {"forward": flops(forward), "train": flops(train)}
 
 

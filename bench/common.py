@@ -1,5 +1,7 @@
 """Helpers shared by the benchmark scripts: machine facts, timing, peak RSS sampling, JSON output."""
 
+import collections
+import contextlib
 import json
 import os
 import platform
@@ -65,6 +67,22 @@ class PeakRSS:
     self._stop.set()
     self._thread.join()
     self.peak = max(self.peak, current_rss_bytes())
+
+
+@contextlib.contextmanager
+def compile_counts():
+  """Counts XLA compiles by function name while the block runs (public ``jax.monitoring``)."""
+  counts = collections.Counter()
+
+  def listen(event, _duration, fun_name=None, **_):
+    if event == "/jax/core/compile/backend_compile_duration":
+      counts[str(fun_name).removeprefix("jit(").removesuffix(")")] += 1  # "jit(f)" -> "f"
+
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  try:
+    yield counts
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)
 
 
 def median_seconds(fn, repeats, warmup=1):

@@ -36,6 +36,6 @@ def test_the_check_finds_each_kind(tmp_path, monkeypatch):
   planted = tmp_path / "planted.py"
   planted.write_text(f"from {PRIVATE_PACKAGE} import core\n"
                      "n = f." + "_" + "cache_size()\n"
-                     "ad.primitive_jvps[p] = rule\n")
+                     "ad.primitive" "_jvps[p] = rule\n")
   found = list(offending_lines([planted]))
   assert [line.split(": ")[1] for line in found] == list(PATTERNS)
