@@ -16,7 +16,6 @@ Reported per mode: GFLOP per pair, achieved GFLOP/s and the fraction of the peak
 """
 
 import argparse
-import functools
 import sys
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
