@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from coseg_jax import maps
-from coseg_jax.constants import DATASETS, STRIDE
+from coseg_jax.constants import DATASETS, SPLITS, STRIDE
 
 
 def default_config():
@@ -204,13 +204,13 @@ def _module_checks():
   top) so that loading a config file stays light."""
   # pylint: disable=g-import-not-at-top
   from coseg_jax import models
-  from coseg_jax.data import folders, pipeline, synthetic
+  from coseg_jax.data import folders, synthetic
   from coseg_jax.models.attention import ATTENTIONS
   from coseg_jax.models.coseg import DECODERS, SKIPS
   names = (("model.attention", sorted(ATTENTIONS)), ("model.dtype", sorted(models.DTYPES)),
            ("model.decoder_type", DECODERS), ("data.folder.layout", folders.LAYOUTS),
            ("data.folder.on_mismatch", folders.MISMATCH_POLICIES),
-           ("eval.split", pipeline.SPLITS))
+           ("eval.split", SPLITS))
   most = len(synthetic.CATEGORIES)
   return (*((key, lambda v, allowed=allowed: v in allowed, " | ".join(allowed))
             for key, allowed in names),
