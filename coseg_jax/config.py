@@ -8,10 +8,24 @@ together. ``resolve_data(data_config)`` fills a partial ``config.data`` with the
 and checks it (the data pipeline calls it). ``migrate(saved)`` turns the config.json of
 a run trained before the data keys were grouped (``data.view_crops``, ...) into today's.
 
+A research recipe (``coseg_jax/proj/``) keeps its own keys: ``config.recipe`` names its
+module (``""``: none), which the library imports by name (``load_recipe``) and never
+otherwise. The module offers
+
+* ``add_config(config)``: adds its keys to a ``default_config()`` and sets
+  ``config.recipe`` (its config files call it);
+* ``CHECKS`` (as ``config.CHECKS``) and ``check(config)`` (keys that go together);
+* ``train_data(config, model, variables)``: this host's training batches, as the train
+  step takes them, or None for the library's pair pipeline;
+* ``gate()``: the step after the model of the gated evaluation modes and of
+  ``coseg-segment --partner_gate`` (``group.segment_group``'s ``gate``), and
+  ``gate_by_default(config)``: whether the default modes and ``coseg-segment`` use it.
+
 Imports nothing heavy at the top, so loading a config file stays light.
 """
 
 import copy
+import importlib
 import importlib.util
 import os
 import pathlib
@@ -27,6 +41,7 @@ def default_config():
   """The whole config tree with the paper's settings, every key documented once."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # parameter init, dropout and data order
+  config.recipe = ""  # a research recipe's module (its own keys and hooks); "" = none
   config.batch_size = 8  # global batch of image *pairs*, split over all devices
   config.model = _model()
   config.init = ml_collections.ConfigDict()
@@ -48,9 +63,6 @@ def default_config():
   config.eval.crf_sxy = maps.CRF_SXY  # crf: appearance kernel's width, of the longer side
   config.eval.crf_srgb = maps.CRF_SRGB  # crf: its colour width (0..255)
   config.eval.crf_compat = maps.CRF_COMPAT  # crf: its weight
-  # the partner gate (coseg_jax.proj.real_photos.partner_gate) on the model's maps in the
-  # default modes of folder data (group_mean_gate, ...) and in coseg-segment (a recipe option)
-  config.eval.partner_gate = False
   return config
 
 
@@ -98,14 +110,6 @@ def _data():
   data.synthetic.group_size = 8  # groups: images per group
   data.synthetic.num_groups = 16  # groups: groups per split
   data.synthetic.common_fraction = 1.0  # groups: fraction of images with the common category
-  # folder, training with a frozen cached encoder only (coseg_jax.data.views):
-  data.views = ml_collections.ConfigDict()
-  data.views.enabled = False  # train on cached features of augmented views and composites
-  data.views.crops = 2  # scaled crops per image (besides the whole image and its mirror)
-  data.views.composites = 2  # per image: another group's object pasted in (a distractor)
-  data.views.min_scale = 0.4  # smallest crop, as a fraction of the image's area
-  data.views.negatives = 0.0  # fraction of training pairs with no group in common
-  data.views.cache_dir = ""  # where encoded views are kept; "" = ~/.cache/coseg_jax/views
   return data
 
 
@@ -123,6 +127,41 @@ def _train():
   train.checkpoint_every = 1000  # steps between checkpoints
   train.keep_checkpoints = 3  # most recent checkpoints kept (plus the best by val Jaccard)
   return train
+
+
+def load_recipe(name):
+  """The recipe module named ``name`` (``config.recipe``; see the module docstring), or
+  None for ``""``."""
+  if not name:
+    return None
+  try:
+    module = importlib.import_module(name)
+  except ImportError as e:
+    raise ValueError(f"config.recipe = {name!r}: cannot import it ({e})") from e
+  if not hasattr(module, "add_config"):
+    raise ValueError(f"config.recipe = {name!r} is not a recipe module: it has no add_config")
+  return module
+
+
+def defaults(recipe=""):
+  """``default_config()`` with the keys of ``recipe`` (a module name, ``config.recipe``)."""
+  config = default_config()
+  module = load_recipe(recipe)
+  if module is not None:
+    module.add_config(config)
+  return config
+
+
+def recipe_gate(config):
+  """The gate of ``config``'s recipe (``gate()``), or None when it offers none."""
+  recipe = load_recipe(config.get("recipe", ""))
+  return recipe.gate() if hasattr(recipe, "gate") else None
+
+
+def gate_by_default(config):
+  """Whether ``config``'s recipe gates the default modes and ``coseg-segment``."""
+  recipe = load_recipe(config.get("recipe", ""))
+  return bool(hasattr(recipe, "gate_by_default") and recipe.gate_by_default(config))
 
 
 def load_file(path):
@@ -171,12 +210,6 @@ CHECKS = (
     ("data.synthetic.group_size", lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
     ("data.synthetic.num_groups", _positive, "a positive integer"),
     ("data.synthetic.common_fraction", lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    ("data.views.enabled", lambda v: isinstance(v, bool), "True or False"),
-    ("data.views.crops", _count, "an integer >= 0"),
-    ("data.views.composites", _count, "an integer >= 0"),
-    ("data.views.min_scale", lambda v: not isinstance(v, bool) and 0 < v <= 1,
-     "a number in (0, 1]"),
-    ("data.views.negatives", _fraction, "a fraction in [0, 1]"),
     ("train.num_steps", _positive, "a positive integer"),
     ("train.learning_rate", lambda v: np.isfinite(v) and v > 0, "a positive number"),
     ("train.adam_eps", lambda v: np.isfinite(v) and v > 0, "a positive number"),
@@ -195,7 +228,6 @@ CHECKS = (
     ("eval.crf_sxy", lambda v: 0 < v <= 1, "a fraction of the image side in (0, 1]"),
     ("eval.crf_srgb", lambda v: np.isfinite(v) and v > 0, "a positive number"),
     ("eval.crf_compat", lambda v: np.isfinite(v) and v >= 0, "a number >= 0"),
-    ("eval.partner_gate", lambda v: isinstance(v, bool), "True or False"),
 )
 
 
@@ -228,9 +260,10 @@ def _get(tree, key):
   return tree
 
 
-def _check_values(config, prefix=""):
-  """Raises ``ValueError`` naming the first key under ``prefix`` with a bad value."""
-  for key, test, expected in (*CHECKS, *_module_checks()):
+def _check_values(config, prefix="", checks=()):
+  """Raises ``ValueError`` naming the first key under ``prefix`` with a bad value (``checks``:
+  a recipe's, besides the library's)."""
+  for key, test, expected in (*CHECKS, *_module_checks(), *checks):
     if not key.startswith(prefix):
       continue
     value = _get(config, key)
@@ -290,10 +323,6 @@ def _check_together(config):
   if config.train.cache_features and not config.train.freeze_encoder:
     raise ValueError("config.train.cache_features=True needs config.train.freeze_encoder=True "
                      "(features of a trained encoder change every step)")
-  if config.data.views.enabled and not (config.train.cache_features
-                                        and config.data.dataset == "folder"):
-    raise ValueError("config.data.views.enabled=True needs config.data.dataset='folder' and "
-                     "config.train.cache_features=True (the views are encoded once)")
   if config.model.skip and config.model.decoder_type != "paper":
     raise ValueError(f"config.model.skip={config.model.skip!r} needs "
                      "config.model.decoder_type='paper' (the reference decoder has no skip)")
@@ -313,10 +342,14 @@ def validate(config, training=True):
   missing file or folder, one line naming the key and the value. ``training=False``
   (evaluation) does not need the ``config.init`` weight files.
   """
-  _check_keys(_plain(config), default_config().to_dict(), "config", complete=True)
-  _check_values(config)
+  recipe = load_recipe(config.get("recipe", ""))
+  _check_keys(_plain(config), defaults(config.get("recipe", "")).to_dict(), "config",
+              complete=True)
+  _check_values(config, checks=getattr(recipe, "CHECKS", ()))
   _check_data_needs(config.data)
   _check_together(config)
+  if hasattr(recipe, "check"):
+    recipe.check(config)
   _check_files(config, training)
 
 
@@ -332,10 +365,12 @@ def _merged(defaults, given):
 def resolve_data(data_config):
   """``data_config`` (``config.data``, a ConfigDict or dict; groups may be partial) over the
   defaults -> a complete ``ml_collections.ConfigDict``; an unknown key or a bad value
-  raises ``ValueError`` naming it."""
-  given, defaults = _plain(data_config), _data().to_dict()
-  _check_keys(given, defaults, "config.data", complete=False)
-  data = ml_collections.ConfigDict(_merged(defaults, given))
+  raises ``ValueError`` naming it. A group of keys the library does not have (a recipe's,
+  such as ``views``) is kept as it is: ``validate`` checks it with the recipe's checks."""
+  given, data_defaults = _plain(data_config), _data().to_dict()
+  own = {k: v for k, v in given.items() if k in data_defaults or not isinstance(v, dict)}
+  _check_keys(own, data_defaults, "config.data", complete=False)
+  data = ml_collections.ConfigDict(_merged(data_defaults, given))
   _check_values(ml_collections.ConfigDict({"data": data}), prefix="data.")
   _check_data_needs(data)
   return data
@@ -356,6 +391,10 @@ RENAMED = {
     "view_composites": "views.composites", "view_min_scale": "views.min_scale",
     "view_negatives": "views.negatives", "view_cache_dir": "views.cache_dir",
 }
+# Runs saved before config.recipe existed have the real-photo recipe's keys
+# (data.views, eval.partner_gate) whatever their config: those that turned it on are its
+# runs, the others lose its keys.
+LEGACY_RECIPE = "coseg_jax.proj.real_photos.recipe"
 # deleted config.data keys -> the value that did nothing (a run with another cannot be
 # reproduced by today's code)
 DELETED = {"view_permute": 0.0, "view_copastes": 0, "view_shared": 0.0}
@@ -365,8 +404,9 @@ def migrate(saved):
   """A run's saved config (a dict, as in its config.json) -> today's keys, as a dict.
 
   The flat ``config.data`` keys of older runs move into their groups (``RENAMED``), the
-  deleted keys (``DELETED``) are dropped when they hold the value that did nothing, and
-  keys the run's code did not have yet take their defaults. A config with today's keys
+  deleted keys (``DELETED``) are dropped when they hold the value that did nothing, a run
+  from before ``config.recipe`` gets ``LEGACY_RECIPE`` if it used it, and keys the run's
+  code did not have yet take their defaults. A config with today's keys
   comes back unchanged. A deleted key with another value raises ``ValueError`` naming it.
   """
   config = copy.deepcopy(dict(saved))
@@ -381,4 +421,11 @@ def migrate(saved):
     group, key = new.split(".")
     data.setdefault(group, {})[key] = value
   config["data"] = data
-  return _merged(default_config().to_dict(), config)
+  if "recipe" not in config:
+    evaluation = config.setdefault("eval", {})
+    if data.get("views", {}).get("enabled") or evaluation.get("partner_gate"):
+      config["recipe"] = LEGACY_RECIPE
+    else:
+      data.pop("views", None)
+      evaluation.pop("partner_gate", None)
+  return _merged(defaults(config.get("recipe", "")).to_dict(), config)

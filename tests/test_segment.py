@@ -7,6 +7,7 @@ import pytest
 from coseg_jax import pictures
 from coseg_jax.apps import segment
 from coseg_jax.data import images
+from coseg_jax.proj.real_photos import recipe
 from test_evaluators import save_random_run
 from tiny import tiny_config
 
@@ -15,7 +16,7 @@ CELL = segment.SHEET_CELL
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-  return save_random_run(tmp_path_factory.mktemp("run"), tiny_config())
+  return save_random_run(tmp_path_factory.mktemp("run"), recipe.add_config(tiny_config()))
 
 
 def noise(height, width, channels=3, seed=0, dtype=np.uint8, high=256):
@@ -208,7 +209,7 @@ def test_rerun_into_the_images_folder_reads_no_outputs(run_dir, tmp_path):
 def test_the_default_threshold_and_gate_are_the_runs(tmp_path):
   """Without --threshold and --partner_gate a run is segmented as its evaluation was
   (config.eval.threshold, config.eval.partner_gate)."""
-  config = tiny_config()
+  config = recipe.add_config(tiny_config())
   config.eval.threshold, config.eval.partner_gate = "0.3", True
   run = save_random_run(tmp_path / "run", config)
   (tmp_path / "photos").mkdir()

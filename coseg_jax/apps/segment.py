@@ -35,14 +35,13 @@ from absl import flags
 import numpy as np
 import tqdm
 
-from coseg_jax import files as files_lib, group, maps, pictures, plots, runs
+from coseg_jax import config as config_lib, files as files_lib, group, maps, pictures, plots, runs
 from coseg_jax.apps import cli
 from coseg_jax.constants import THRESHOLD
 from coseg_jax.data import folders, images
 from coseg_jax.data.resize import resize_image
 from coseg_jax.models import CoSegNet, check_size
 from coseg_jax.models.attention import REDUCTIONS
-from coseg_jax.proj.real_photos.partner_gate import GATE
 
 SHEET_CELL = 160
 # What this command writes beside each image: never read back as an image.
@@ -192,9 +191,13 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
     threshold = maps.parse_threshold(config.eval.threshold, "the run's config.eval.threshold")
     log(f"threshold {threshold} (the run's config.eval.threshold; --threshold to change it)")
   if partner_gate is None:
-    partner_gate = config.eval.partner_gate
-    log(f"partner gate {'on' if partner_gate else 'off'} (the run's config.eval.partner_gate; "
-        "--partner_gate / --nopartner_gate to change it)")
+    partner_gate = config_lib.gate_by_default(config)
+    log(f"partner gate {'on' if partner_gate else 'off'} (the run's recipe, config.recipe="
+        f"{config.recipe!r}; --partner_gate / --nopartner_gate to change it)")
+  gate = config_lib.recipe_gate(config) if partner_gate else None
+  if partner_gate and gate is None:
+    raise ValueError(f"--partner_gate: the run's recipe (config.recipe={config.recipe!r}) "
+                     "offers no gate; the real-photo recipe's runs (configs/cpu_frozen.py) do")
   if refine is None:
     log(f"refinement {config.eval.refine or 'none'} (the run's config.eval.refine; --refine "
         "to change it)")
@@ -204,7 +207,7 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
                                disable=len(groups) < 2, dynamic_ncols=True):
     inputs = load_inputs(files, size)
     probs = group.segment_group(model, variables, inputs, reduce, chunk_size, leave_one_out,
-                                gate=GATE if partner_gate else None)
+                                gate=gate)
     heat = None
     if save_attention:
       heat, group_alphas = spatial_attention(model, variables, inputs, chunk_size)
@@ -263,8 +266,9 @@ def define(fv):
                       "its encoder: the VGG16 weights it was trained with (default: the path "
                       "it records).", flag_values=fv)
   flags.DEFINE_bool("partner_gate", None, "Keep in each image what resembles the other "
-                    "images' foreground (coseg_jax.proj.real_photos.partner_gate). Default: "
-                    "the run's config.eval.partner_gate.", flag_values=fv)
+                    "images' foreground (the gate of the run's recipe, config.recipe). Default: "
+                    "the recipe's choice (config.eval.partner_gate of the real-photo "
+                    "recipe).", flag_values=fv)
 
 
 def segment(fv, args):

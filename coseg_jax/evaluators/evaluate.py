@@ -41,7 +41,7 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
 
   The settings are ``config.eval``'s (``modes``: names, empty for the dataset's defaults;
   ``threshold``: 0.5, "adaptive" or "otsu", binarising the group and distractor maps;
-  ``partner_gate``: the default modes gated;
+  the recipe's gate (``config.recipe``) on the default modes if it says so;
   ``chunk_size``; ``refine``: a refinement of the group modes' maps at the image's size,
   ``maps.refiner``); the arguments of the same names, when given, override them. With
   ``save_maps`` the group modes' maps are written under ``<save_maps>/<method>/<dataset>/``
@@ -60,9 +60,10 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   chunk_size = settings.chunk_size if chunk_size is None else chunk_size
   data_config = config.data
   modes = modes_lib.parse(settings.modes if modes is None else modes,
-                          pipeline.dataset_kind(data_config), settings.partner_gate)
+                          pipeline.dataset_kind(data_config), config_lib.gate_by_default(config))
   groups.check(data_config, modes)
   refine = maps.configured_refiner(settings)
+  gate = config_lib.recipe_gate(config) if any(m.gate for m in modes) else None
   writer = map_writer(save_maps, method, data_config, modes)
   report = {"dataset": dataset_name(data_config), "split": split, "checkpoint": str(read),
             "step": int(read.name) if read.name.isdigit() else None,
@@ -82,12 +83,12 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   if modes_lib.of(modes, "pairs"):
     pairs.evaluate(config, model, variables, split, modes_lib.of(modes, "pairs"), finished)
   if modes_lib.of(modes, "groups"):
-    segmenters = {m.name: groups.segmenter(m, model, variables, chunk_size)
+    segmenters = {m.name: groups.segmenter(m, model, variables, chunk_size, gate)
                   for m in modes_lib.of(modes, "groups")}
     groups.evaluate(lambda: pipeline.iterate_groups(data_config, split=split), segmenters,
                     finished, threshold, writer, refine)
   if modes_lib.of(modes, "distractor"):
-    segmenters = {m.name: distractor.segmenter(m, model, variables, chunk_size)
+    segmenters = {m.name: distractor.segmenter(m, model, variables, chunk_size, gate)
                   for m in modes_lib.of(modes, "distractor")}
     distractor.run(data_config, split, segmenters, finished, threshold)
   report["results"] = {m: report["results"][m] for m in report["modes"]}

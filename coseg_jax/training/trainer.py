@@ -34,10 +34,8 @@ import tqdm
 import coseg_jax
 from coseg_jax import checkpoints, group, losses, metrics, models, weights
 from coseg_jax import config as config_lib
-from coseg_jax.data import pipeline
 from coseg_jax.evaluators import steps as eval_steps
-from coseg_jax.proj.real_photos import views
-from coseg_jax.training import feature_cache, workdir as workdir_lib
+from coseg_jax.training import workdir as workdir_lib
 from coseg_jax.training.feature_cache import FeatureCache
 from coseg_jax.training.metric_log import MetricWriter, read_jsonl
 from coseg_jax.parallel import Sharding, build_data
@@ -149,18 +147,6 @@ def versions():
   """The versions of the libraries a run was trained with, and its devices, for config.json."""
   return {"versions": package_versions(), "devices": jax.device_count(),
           "processes": jax.process_count()}
-
-
-def build_view_pairs(config, model, variables):
-  """This host's endless batches of cached augmented-view pairs (``config.data.views``)."""
-  data = config.data
-  dataset = pipeline.folder_dataset(data)
-  view_config = views.ViewConfig.from_data_config(data, config.seed)
-  rendered, features = feature_cache.view_features(dataset, view_config, model, variables,
-                                                   data.views.cache_dir)
-  return views.PairSampler(rendered, features, batch_size=config.batch_size, seed=config.seed,
-                           negatives=data.views.negatives, shard_index=jax.process_index(),
-                           shard_count=jax.process_count())
 
 
 # the packages whose versions a run records besides coseg_jax's (distribution names)
@@ -275,10 +261,10 @@ def _train(config, workdir, primary, stop):
   state = create_state(config, model, jax.random.key(config.seed))
   host_params = jax.tree.map(np.asarray, {"params": state.params})
   state = sharding.replicate(state)
-  if config.data.views.enabled:
-    train_data = build_view_pairs(config, model, host_params)
-  else:
-    train_data = build_data(config, "train", config.seed)
+  recipe = config_lib.load_recipe(config.recipe)
+  own_data = recipe.train_data(config, model, host_params) if hasattr(recipe, "train_data") \
+      else None
+  train_data = build_data(config, "train", config.seed) if own_data is None else own_data
   checkpoints_ = checkpoints.manager(workdir, config.train.keep_checkpoints)
   start, restored, data_state = checkpoints.restore_latest(
       checkpoints_, jax.tree.map(ocp.utils.to_shape_dtype_struct, state),
@@ -291,7 +277,7 @@ def _train(config, workdir, primary, stop):
 
   train, evaluate_step = compile_steps(model, config, sharding)
   cache = None
-  if config.train.cache_features and not config.data.views.enabled:
+  if config.train.cache_features and own_data is None:  # a recipe's batches come encoded
     cache = FeatureCache(model, host_params)
   put = lambda b: sharding.put_batch(cache(b) if cache else b)
   num_steps = config.train.num_steps
