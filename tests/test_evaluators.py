@@ -296,7 +296,7 @@ def test_box_mean_and_guided_filter_by_hand():
   x = np.random.default_rng(0).uniform(size=(7, 9))
   brute = np.array([[x[max(0, i - 2):i + 3, max(0, j - 2):j + 3].mean() for j in range(9)]
                     for i in range(7)])
-  np.testing.assert_allclose(maps._box_mean(x, 2), brute, atol=1e-12)  # pylint: disable=protected-access
+  np.testing.assert_allclose(maps.box_mean(x, 2), brute, atol=1e-12)
   flat = np.full((20, 30, 3), 90, np.uint8)  # no edge in the image: a constant stays constant
   np.testing.assert_allclose(maps.guided_filter(np.full((20, 30), 0.3), flat), 0.3, atol=1e-6)
   assert maps.refiner("") is None

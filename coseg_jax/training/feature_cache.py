@@ -23,7 +23,8 @@ from coseg_jax.models.coseg import CoSegNet
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _encode(model, variables, images):
+def encode(model, variables, images):
+  """``CoSegNet.encode``, jitted: images [K, S, S, 3] -> features [K, h, w, C]."""
   return model.apply(variables, images, method=CoSegNet.encode)
 
 
@@ -78,11 +79,9 @@ def encode_chunks(model, encoder, images, chunk_size, progress=None):
   """Images [N, S, S, 3] -> float32 encoder features [N, h, w, C] (numpy; a dict of such
   with a skip), ``chunk_size`` at a time, the last chunk padded (one compiled shape);
   ``progress`` wraps the chunks."""
-  bounds = group.chunks(len(images), chunk_size)
-  out = []
-  for start, stop in progress(bounds) if progress else bounds:
-    f = _encode(model, encoder, group.pad(images[start:stop], chunk_size))
-    out.append(jax.tree.map(lambda x, k=stop - start: np.asarray(x)[:k], f))
+  chunks = group.map_chunks(functools.partial(encode, model, encoder), images, chunk_size,
+                            progress)
+  out = [jax.tree.map(lambda x, k=k: np.asarray(x)[:k], f) for f, k in chunks]
   return jax.tree.map(lambda *xs: np.concatenate(xs), *out)
 
 
