@@ -43,7 +43,6 @@ from coseg_jax.data import folders
 from coseg_jax.proj.real_photos import views
 from coseg_jax.training import feature_cache
 from coseg_jax.models.coseg import CoSegNet
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 RECIPE_VIEWS = 3306  # the views of the CPU recipe on the ten VOC10 classes (docs/results.md)
 DEFAULT_ROOT = "../shared/data/pascal_voc10_coseg"

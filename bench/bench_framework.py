@@ -39,7 +39,6 @@ from bench.common import OPS, print_table, write_json
 from coseg_jax import config as config_lib
 from coseg_jax import losses, models
 from coseg_jax.training import trainer as train_lib
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 ATTENTIONS = ("ca", "fca", "csa")
 MODES = ("forward", "train")

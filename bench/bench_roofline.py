@@ -24,7 +24,6 @@ import numpy as np
 from bench.bench_framework import JaxRunner, make_batch, make_config
 from bench.common import median_seconds, print_table, write_json
 from coseg_jax import models
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 
 def matmul_peak(repeats):

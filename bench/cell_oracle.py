@@ -32,7 +32,6 @@ from PIL import Image
 from bench.common import print_table, write_json
 from coseg_jax import constants, maps, metrics
 from coseg_jax.data import folders, images
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 RESAMPLE = ("area", "split", "box", "square")
 POOL5_STRIDE = 32

@@ -20,17 +20,17 @@ import time
 import numpy as np
 
 from bench.common import print_table, write_json
-from coseg_jax import maps, metrics, runs
+from coseg_jax import config as config_lib, maps, metrics, runs
 from coseg_jax.data import pipeline
 from coseg_jax.evaluators import groups as group_protocol, modes
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 
 def group_maps(workdir, root, groups, chunk_size, mode="group_mean"):
   """[(group name, full-size maps, images, masks)] of ``mode`` on a folder dataset."""
   config, model, variables = runs.load_run(workdir=workdir)
   config.data.dataset, config.data.root, config.data.groups = "folder", root, groups
-  segment = group_protocol.segmenter(modes.MODES[mode], model, variables, chunk_size)
+  segment = group_protocol.segmenter(modes.MODES[mode], model, variables, chunk_size,
+                                     config_lib.recipe_gate(config))
   found = []
   for g in pipeline.iterate_groups(config.data):
     probs = segment(g["inputs"])
