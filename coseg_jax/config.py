@@ -55,6 +55,9 @@ def default_config():
   config.eval.threshold = "0.5"  # group modes: binarise maps at this number, "adaptive" or "otsu"
   config.eval.chunk_size = 8  # images (or pairs) per compiled call in the group modes
   config.eval.modes = ""  # evaluation modes, comma-separated; "" = the dataset's defaults
+  # a mode also scored at every validation during training on config.eval.split (e.g.
+  # "group_mean"), logged as val_<mode>_jaccard; "" = the pair validation only
+  config.eval.during_training = ""
   # group modes and coseg-segment: "" | "guided" (maps.guided_filter) | "crf" (maps.dense_crf,
   # needs the crf extra), each at the image's size
   config.eval.refine = ""
@@ -237,6 +240,7 @@ def _module_checks():
   # pylint: disable=g-import-not-at-top
   from coseg_jax import models
   from coseg_jax.data import folders, synthetic
+  from coseg_jax.evaluators.modes import MODES
   from coseg_jax.models.attention import ATTENTIONS
   from coseg_jax.models.coseg import DECODERS, SKIPS
   names = (("model.attention", sorted(ATTENTIONS)), ("model.dtype", sorted(models.DTYPES)),
@@ -251,7 +255,9 @@ def _module_checks():
           ("data.image_size", models.is_size, f"a positive multiple of {STRIDE}"),
           ("eval.threshold", maps.is_threshold, "'adaptive', 'otsu' or a number in (0, 1)"),
           ("eval.refine", lambda v: v in maps.REFINERS, " | ".join(map(repr, maps.REFINERS))),
-          ("model.skip", lambda v: v in SKIPS, " | ".join(map(repr, SKIPS))))
+          ("model.skip", lambda v: v in SKIPS, " | ".join(map(repr, SKIPS))),
+          ("eval.during_training", lambda v: v == "" or v in MODES,
+           f"'' or a mode: {' | '.join(MODES)}"))
 
 
 def _get(tree, key):

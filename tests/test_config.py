@@ -66,6 +66,8 @@ def test_default_file_is_the_papers_settings():
     ("eval.threshold", "foo", r"config.eval.threshold = 'foo' is invalid: expected 'adaptive', "
      r"'otsu' or a number in \(0, 1\)"),
     ("eval.threshold", "1.5", "config.eval.threshold = '1.5' is invalid"),
+    ("eval.during_training", "nope", "config.eval.during_training = 'nope' is invalid: "
+     "expected '' or a mode: pairs"),
 ])
 def test_bad_values_are_named(tmp_path, key, value, message):
   config = valid_config(tmp_path)

@@ -85,8 +85,8 @@ def encode_chunks(model, encoder, images, chunk_size, progress=None):
   return jax.tree.map(lambda *xs: np.concatenate(xs), *out)
 
 
-# Views encoded per compiled call: 8 ran at 5.9 views/s against 5.4 for 16 on the 2-core
-# CPU (the VGG16 forward at 256 px; bench/bench_encode.py, docs/performance.md §4).
+# Views encoded per compiled call: the fastest on the 2-core CPU (the VGG16 forward at
+# 256 px; python -m bench.bench_encode, docs/performance.md §4).
 ENCODE_CHUNK = 8
 
 

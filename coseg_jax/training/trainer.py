@@ -34,7 +34,7 @@ import tqdm
 import coseg_jax
 from coseg_jax import checkpoints, group, losses, metrics, models, weights
 from coseg_jax import config as config_lib
-from coseg_jax.evaluators import steps as eval_steps
+from coseg_jax.evaluators import common as evaluators, modes as modes_lib, steps as eval_steps
 from coseg_jax.training import workdir as workdir_lib
 from coseg_jax.training.feature_cache import FeatureCache
 from coseg_jax.training.metric_log import MetricWriter, read_jsonl
@@ -276,6 +276,7 @@ def _train(config, workdir, primary, stop):
       print(f"resumed from step {start} in {workdir}")
 
   train, evaluate_step = compile_steps(model, config, sharding)
+  also = during_training(config)
   cache = None
   if config.train.cache_features and own_data is None:  # a recipe's batches come encoded
     cache = FeatureCache(model, host_params)
@@ -310,7 +311,11 @@ def _train(config, workdir, primary, stop):
         result = eval_steps.evaluate(evaluate_step, variables,
                                      build_data(config, config.eval.split, 0), sharding,
                                      config.eval.max_batches, show_progress=primary)
-        writer.write(step, {f"val_{k}": v for k, v in result.items()})
+        logged = {f"val_{k}": v for k, v in result.items()}
+        if also is not None:
+          logged.update({f"val_{m}_jaccard": evaluators.jaccard(r)
+                         for m, r in also.run(model, variables).items()})
+        writer.write(step, logged)
         val_jaccard = result["jaccard"]
       if save:
         checkpoints.save(checkpoints_, step, state, data_state, val_jaccard)
@@ -325,6 +330,15 @@ def _train(config, workdir, primary, stop):
     from coseg_jax import plots  # pylint: disable=g-import-not-at-top
     plots.training_curves(read_jsonl(writer.jsonl_path), os.path.join(workdir, "curves.png"))
   return state
+
+
+def during_training(config):
+  """The evaluator of ``config.eval.during_training`` on ``config.eval.split``, or None."""
+  name = config.eval.during_training
+  if not name:
+    return None
+  mode = modes_lib.MODES[name]
+  return evaluators.build(mode.protocol, config, [name], split=config.eval.split)
 
 
 def _log(window, config, writer, bar, checkpoints_, window_start):
