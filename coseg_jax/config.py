@@ -189,10 +189,6 @@ def _positive(value):
   return _is_int(value) and value > 0
 
 
-def _fraction(value):
-  return not isinstance(value, bool) and 0 <= value <= 1
-
-
 # (key, test, what is expected) for every value a key may hold.
 CHECKS = (
     ("seed", lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
@@ -286,7 +282,8 @@ def _check_keys(given, defaults, name, complete):
   group given as a value, and with ``complete`` a key of ``defaults`` that is missing."""
   for key, value in given.items():
     if key not in defaults:
-      renamed = f" (now {name}.{RENAMED[key]})" if name == "config.data" and key in RENAMED else ""
+      renamed = (f" (now {name}.{RENAMED[key]})" if name == "config.data" and key in RENAMED
+                 and not isinstance(value, dict) else "")
       raise ValueError(f"unknown config key {name}.{key}{renamed}; known keys of {name}: "
                        f"{sorted(defaults)}")
     if isinstance(defaults[key], dict):

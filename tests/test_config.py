@@ -109,6 +109,10 @@ def test_a_recipes_keys_need_the_recipe(tmp_path):
   config.eval.partner_gate = True
   with pytest.raises(ValueError, match=r"unknown config key config.eval.partner_gate"):
     config_lib.validate(config, training=False)
+  del config.eval.partner_gate
+  config.data.views = {"enabled": True}
+  with pytest.raises(ValueError, match=r"unknown config key config.data.views; known keys"):
+    config_lib.validate(config, training=False)
   config = valid_config(tmp_path)
   assert config.recipe == "coseg_jax.proj.real_photos.recipe"
   config.recipe = "coseg_jax.no_such_recipe"
