@@ -17,6 +17,7 @@ and what is wrong); an empty list means the page holds. The checks stay in-proce
 """
 
 import argparse
+import ast
 import contextlib
 import functools
 import importlib
@@ -431,4 +432,31 @@ def check_links(text, page):
       problems.append(f"{rel(page)}: link ({target}): {path} does not exist")
     elif anchor and file.suffix == ".md" and anchor not in anchors(file.read_text()):
       problems.append(f"{rel(page)}: link ({target}): no heading #{anchor} in {file.name}")
+  return problems
+
+
+def check_config_table(text, page="docs/data.md"):
+  """docs/data.md's table of ``config.data.*`` keys: every key exists in ``config.py``'s
+  default config (or the recipe's) with the default the table gives."""
+  problems = []
+  section = re.search(r"^## Config keys \(`config\.data\.\*`\)\n(.*?)(?=^## )", text,
+                      flags=re.S | re.M)
+  if not section:
+    return [f"{rel(page)}: no section 'Config keys (`config.data.*`)'"]
+  rows = re.findall(r"^\| `([\w.]+)` \| `([^`]*)` \|", section.group(1), flags=re.M)
+  default, recipe = _configs()
+  for key, shown in rows:
+    config = default.data if _has_key(default.data, key) else recipe.data
+    if not _has_key(config, key):
+      problems.append(f"{rel(page)}: config.data.{key} is not a key of config.py")
+      continue
+    value = config
+    for part in key.split("."):
+      value = value[part]
+    try:
+      parsed = ast.literal_eval(shown)
+    except (ValueError, SyntaxError):
+      parsed = shown
+    if parsed != value:
+      problems.append(f"{rel(page)}: config.data.{key} defaults to {value!r}, not {shown}")
   return problems

@@ -51,6 +51,17 @@ def test_source_paths_and_links_exist(page):
   assert doc_checks.check_paths(text, page) + doc_checks.check_links(text, page) == []
 
 
+def test_the_data_keys_table_gives_config_pys_defaults():
+  text = (REPO / "docs" / "data.md").read_text()
+  assert doc_checks.check_config_table(text) == []
+  planted = text.replace('| `dataset` | `"voc"` |', '| `dataset` | `"synthetic"` |')
+  assert doc_checks.check_config_table(planted) == [
+      "docs/data.md: config.data.dataset defaults to 'voc', not \"synthetic\""]
+  planted = text.replace("| `flip` |", "| `flipp` |")
+  assert doc_checks.check_config_table(planted) == [
+      "docs/data.md: config.data.flipp is not a key of config.py"]
+
+
 def test_the_pages_hold_commands_of_every_kind():
   """The extraction finds the commands (an extractor that finds nothing passes everything)."""
   kinds = {doc_checks.program(doc_checks.words(c))[0]
@@ -121,7 +132,7 @@ def test_a_moved_python_name_fails():
 
 def test_a_bad_link_or_path_fails():
   page = REPO / "README.md"
-  assert doc_checks.check_links("[d](docs/data.md#the-synthetic-set-default)", page) == []
+  assert doc_checks.check_links("[d](docs/data.md#the-synthetic-set-the-demos)", page) == []
   assert "does not exist" in doc_checks.check_links("[d](docs/dataa.md)", page)[0]
   assert "no heading" in doc_checks.check_links("[d](docs/data.md#the-synthetic-sett)", page)[0]
   assert "does not exist" in doc_checks.check_paths("see `coseg_jax/evaluate.py`")[0]
