@@ -74,6 +74,8 @@ def run(fn, debug=False):
 def parse(flag_values, argv):
   """``flag_values(argv)``: a bad flag, config file or ``--config.<key>`` raises one error
   naming it (an unknown config key as ``UserError``)."""
+  saved = sys.argv
+  sys.argv = list(argv)  # ml_collections finds the --config.<key> overrides in sys.argv
   try:
     return flag_values(argv)
   except (AttributeError, KeyError) as e:  # ml_collections: no such key in the config
@@ -83,12 +85,26 @@ def parse(flag_values, argv):
                     "the config (see coseg_jax/config.py)") from e
   except TypeError as e:  # ml_collections: a --config.<key> value of the wrong type
     raise UserError(message(e)) from e
+  finally:
+    sys.argv = saved
 
 
 def no_arguments(args):
   """For commands that take flags only: a stray argument is an error naming it."""
   if args:
     raise flags.Error(f"unexpected arguments: {args} (flags are --name=value)")
+
+
+def command_flags(define):
+  """A ``FlagValues`` of a command's own: ``define(flag_values)``'s flags plus ``--debug`` and
+  ``--verbosity``, which every command takes (tests/test_docs.py checks documented flags here)."""
+  flag_values = flags.FlagValues()
+  define(flag_values)
+  flags.DEFINE_bool("debug", False, DEBUG_HELP, flag_values=flag_values)
+  flags.DEFINE_integer("verbosity", logging.WARNING, "Python logging level of the libraries' "
+                       "logs (20 = INFO; default WARNING: Orbax's INFO logs are many).",
+                       flag_values=flag_values)
+  return flag_values
 
 
 def main(define, command, argv=None, doc=""):
@@ -98,12 +114,7 @@ def main(define, command, argv=None, doc=""):
   other arguments. ``--help`` prints ``doc`` and the flags; every expected error is one line.
   """
   argv = sys.argv[1:] if argv is None else list(argv)
-  flag_values = flags.FlagValues()
-  define(flag_values)
-  flags.DEFINE_bool("debug", False, DEBUG_HELP, flag_values=flag_values)
-  flags.DEFINE_integer("verbosity", logging.WARNING, "Python logging level of the libraries' "
-                       "logs (20 = INFO; default WARNING: Orbax's INFO logs are many).",
-                       flag_values=flag_values)
+  flag_values = command_flags(define)
   if {"-h", "--help", "--helpfull"} & set(argv):
     prog = os.path.basename(sys.argv[0]) or "command"
     print(f"usage: {prog} [flags]\n\n{doc.strip()}\n\nflags:\n{flag_values.get_help()}")
