@@ -339,12 +339,10 @@ def _has_key(config, dotted):
 
 @functools.cache
 def _configs():
-  """The default config and the recipe's (which adds the recipe's keys)."""
+  """The default config, and the same with the real-photo recipe's keys at their defaults."""
   from coseg_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location("cpu_frozen", REPO / "configs" / "cpu_frozen.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return config_lib.default_config(), module.get_config()
+  from coseg_jax.proj.real_photos import recipe  # pylint: disable=g-import-not-at-top
+  return config_lib.default_config(), recipe.add_config(config_lib.default_config())
 
 
 def is_config_key(dotted):
