@@ -67,6 +67,7 @@ def _model():
   model.decoder_type = "paper"  # "paper" (§3.5) | "reference" (the authors' released code)
   # "" (the paper) | "pool4" | "pool3" (pool4 and pool3): attended maps into the decoder (recipe)
   model.skip = ""
+  model.cue = ""  # "" (the paper) | "correlation": where each image matches its partner (recipe)
   return model
 
 
@@ -207,6 +208,7 @@ def _module_checks():
   from coseg_jax.data import folders, pipeline, synthetic
   from coseg_jax.models.attention import ATTENTIONS
   from coseg_jax.models.coseg import DECODERS, SKIPS
+  from coseg_jax.models.correspondence import CUES
   names = (("model.attention", sorted(ATTENTIONS)), ("model.dtype", sorted(models.DTYPES)),
            ("model.decoder_type", DECODERS), ("data.folder.layout", folders.LAYOUTS),
            ("data.folder.on_mismatch", folders.MISMATCH_POLICIES),
@@ -219,7 +221,8 @@ def _module_checks():
           ("data.image_size", models.is_size, f"a positive multiple of {STRIDE}"),
           ("eval.threshold", maps.is_threshold, "'adaptive', 'otsu' or a number in (0, 1)"),
           ("eval.refine", lambda v: v in maps.REFINERS, " | ".join(map(repr, maps.REFINERS))),
-          ("model.skip", lambda v: v in SKIPS, " | ".join(map(repr, SKIPS))))
+          ("model.skip", lambda v: v in SKIPS, " | ".join(map(repr, SKIPS))),
+          ("model.cue", lambda v: v in CUES, " | ".join(map(repr, CUES))))
 
 
 def _get(tree, key):
@@ -297,6 +300,9 @@ def _check_together(config):
   if config.model.skip and config.model.decoder_type != "paper":
     raise ValueError(f"config.model.skip={config.model.skip!r} needs "
                      "config.model.decoder_type='paper' (the reference decoder has no skip)")
+  if config.model.cue and config.model.decoder_type != "paper":
+    raise ValueError(f"config.model.cue={config.model.cue!r} needs "
+                     "config.model.decoder_type='paper'")
   if config.train.freeze_encoder and config.model.encoder_batch_norm:
     raise ValueError("config.train.freeze_encoder=True with config.model.encoder_batch_norm=True "
                      "is not supported: freezing is meant for the pretrained VGG16")
