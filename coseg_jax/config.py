@@ -106,6 +106,10 @@ def _data():
   data.views.composites = 2  # per image: another group's object pasted in (a distractor)
   data.views.min_scale = 0.4  # smallest crop, as a fraction of the image's area
   data.views.negatives = 0.0  # fraction of training pairs with no group in common
+  # per image: its object pasted into two photos of two other groups (proj/real_photos/pairs.py)
+  data.views.pasted_pairs = 0
+  data.views.pasted = 0.0  # fraction of training pairs that are such pasted pairs
+  data.views.lacking = 0.0  # fraction: a photo with its object, a partner lacking its class
   data.views.cache_dir = ""  # where encoded views are kept; "" = ~/.cache/coseg_jax/views
   return data
 
@@ -178,6 +182,9 @@ CHECKS = (
     ("data.views.min_scale", lambda v: not isinstance(v, bool) and 0 < v <= 1,
      "a number in (0, 1]"),
     ("data.views.negatives", _fraction, "a fraction in [0, 1]"),
+    ("data.views.pasted_pairs", _count, "an integer >= 0"),
+    ("data.views.pasted", _fraction, "a fraction in [0, 1]"),
+    ("data.views.lacking", _fraction, "a fraction in [0, 1]"),
     ("train.num_steps", _positive, "a positive integer"),
     ("train.learning_rate", lambda v: np.isfinite(v) and v > 0, "a positive number"),
     ("train.adam_eps", lambda v: np.isfinite(v) and v > 0, "a positive number"),

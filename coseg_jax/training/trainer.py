@@ -36,7 +36,7 @@ from coseg_jax import checkpoints, group, losses, metrics, models, weights
 from coseg_jax import config as config_lib
 from coseg_jax.data import pipeline
 from coseg_jax.evaluators import steps as eval_steps
-from coseg_jax.proj.real_photos import views
+from coseg_jax.proj.real_photos import pairs, views
 from coseg_jax.training import feature_cache, workdir as workdir_lib
 from coseg_jax.training.feature_cache import FeatureCache
 from coseg_jax.training.metric_log import MetricWriter, read_jsonl
@@ -158,9 +158,10 @@ def build_view_pairs(config, model, variables):
   view_config = views.ViewConfig.from_data_config(data, config.seed)
   rendered, features = feature_cache.view_features(dataset, view_config, model, variables,
                                                    data.views.cache_dir)
-  return views.PairSampler(rendered, features, batch_size=config.batch_size, seed=config.seed,
-                           negatives=data.views.negatives, shard_index=jax.process_index(),
-                           shard_count=jax.process_count())
+  return pairs.sampler(config, dataset, rendered, features, model, variables,
+                       batch_size=config.batch_size, seed=config.seed,
+                       negatives=data.views.negatives, shard_index=jax.process_index(),
+                       shard_count=jax.process_count())
 
 
 # the packages whose versions a run records besides coseg_jax's (distribution names)
