@@ -4,6 +4,8 @@ partner gate applied after the model. Not the paper's; docs/results.md measures 
 ingredient and research_log.md beside this file tells what was tried.
 
 * ``views``: augmented views and composites of a folder dataset, encoded once and cached;
+* ``pairs``: pairs that reward following the partner (pasted pairs, lacking pairs; off
+  by default);
 * ``partner_gate``: an inference step with no weights (``GATE``, for ``segment_group``,
   ``segment_pairwise`` and the evaluators).
 """
