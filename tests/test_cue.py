@@ -186,3 +186,18 @@ def test_gradients_reach_the_cue(cued):
   for name, g in [("slots", grads["slots"]["kernel"]), ("saliency", grads["saliency"])]:
     assert np.isfinite(g).all(), name
     assert np.abs(g).max() > 0, name
+
+
+def test_a_bfloat16_model_with_the_cue_runs_both_protocols():
+  model = CoSegNet("fca", cue="correlation", dtype=jnp.bfloat16, **SMALL)
+  variables = init_variables(model, jax.random.key(2), SIZE)
+  images = uint8_images(3, seed=17)
+  probs = segment_group(model, variables, images, chunk_size=2)
+  assert probs.dtype == np.float32 and np.isfinite(probs).all()
+  assert np.isfinite(segment_pairwise(model, variables, images, encode_once=True)).all()
+
+
+@pytest.mark.slow
+def test_forward_mode_equals_reverse_mode_through_the_cue():
+  from test_autodiff import test_forward_mode_equals_reverse_mode  # pylint: disable=g-import-not-at-top
+  test_forward_mode_equals_reverse_mode("fca", {**SMALL, "cue": "correlation"})
