@@ -3,6 +3,7 @@
   python -m bench.bench_group                       # N = 4..64 at 128x128, full VGG16
   python -m bench.bench_group --sizes 8,64 --pairwise-max-n 0
   python -m bench.bench_group --isolate            # each N in a fresh process
+  python -m bench.bench_group --cue --sizes 4,8,16,32 --pairwise-max-n 0  # model.cue
 
 For each N: wall time, time per image, peak RSS during the call, and how many times the
 chunk functions compiled. Instant group should be linear in N (time per image flat) with
@@ -28,7 +29,7 @@ from bench.common import PeakRSS, compile_counts, median_seconds, print_table, w
 from coseg_jax import CoSegNet, group, init_variables  # pylint: disable=g-import-not-at-top
 
 
-CHUNKS = ("encode_chunk", "decode_chunk", "pair_chunk")  # group.py's jitted steps
+CHUNKS = ("encode_chunk", "decode_chunk", "prototype_chunk", "pair_chunk")  # group.py's jit steps
 
 
 def timed(fn, repeats):
@@ -45,6 +46,8 @@ def main(argv=None):
   parser.add_argument("--sizes", default="4,8,16,32,64", help="group sizes N")
   parser.add_argument("--image-size", type=int, default=128)
   parser.add_argument("--attention", default="ca")
+  parser.add_argument("--cue", action="store_true",
+                      help='the model with the correspondence cue (model.cue="correlation")')
   parser.add_argument("--chunk-size", type=int, default=8)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--pairwise-max-n", type=int, default=32,
@@ -72,7 +75,8 @@ def isolated_rows(args):
       subprocess.run([sys.executable, "-m", "bench.bench_group", "--sizes", n, "--image-size",
                       str(args.image_size), "--attention", args.attention, "--chunk-size", str(args.chunk_size),
                       "--repeats", str(args.repeats), "--pairwise-max-n",
-                      str(args.pairwise_max_n), "--out", out], check=True)
+                      str(args.pairwise_max_n), "--out", out, *["--cue"] * args.cue],
+                     check=True)
       with open(out) as f:
         rows += json.load(f)["rows"]
   return rows
@@ -80,7 +84,7 @@ def isolated_rows(args):
 
 def measure(args):
   """Times every N of ``args.sizes`` in this process."""
-  model = CoSegNet(args.attention)
+  model = CoSegNet(args.attention, cue="correlation" if args.cue else "")
   variables = init_variables(model, jax.random.key(0), args.image_size)
   sizes = [int(n) for n in args.sizes.split(",")]
   rng = np.random.RandomState(0)

@@ -82,6 +82,7 @@ def _model():
   model.decoder_type = "paper"  # "paper" (§3.5) | "reference" (the authors' released code)
   # "" (the paper) | "pool4" | "pool3" (pool4 and pool3): attended maps into the decoder (recipe)
   model.skip = ""
+  model.cue = ""  # "" (the paper) | "correlation": where each image matches its partner (recipe)
   return model
 
 
@@ -239,6 +240,7 @@ def _module_checks():
   from coseg_jax.evaluators.modes import MODES
   from coseg_jax.models.attention import ATTENTIONS
   from coseg_jax.models.coseg import DECODERS, SKIPS
+  from coseg_jax.models.correspondence import CUES
   names = (("model.attention", sorted(ATTENTIONS)), ("model.dtype", sorted(models.DTYPES)),
            ("model.decoder_type", DECODERS), ("data.folder.layout", folders.LAYOUTS),
            ("data.folder.on_mismatch", folders.MISMATCH_POLICIES),
@@ -253,7 +255,8 @@ def _module_checks():
           ("eval.refine", lambda v: v in maps.REFINERS, " | ".join(map(repr, maps.REFINERS))),
           ("model.skip", lambda v: v in SKIPS, " | ".join(map(repr, SKIPS))),
           ("eval.during_training", lambda v: v == "" or v in MODES,
-           f"'' or a mode: {' | '.join(MODES)}"))
+           f"'' or a mode: {' | '.join(MODES)}"),
+          ("model.cue", lambda v: v in CUES, " | ".join(map(repr, CUES))))
 
 
 def _get(tree, key):
@@ -329,6 +332,9 @@ def _check_together(config):
   if config.model.skip and config.model.decoder_type != "paper":
     raise ValueError(f"config.model.skip={config.model.skip!r} needs "
                      "config.model.decoder_type='paper' (the reference decoder has no skip)")
+  if config.model.cue and config.model.decoder_type != "paper":
+    raise ValueError(f"config.model.cue={config.model.cue!r} needs "
+                     "config.model.decoder_type='paper'")
   if config.train.freeze_encoder and config.model.encoder_batch_norm:
     raise ValueError("config.train.freeze_encoder=True with config.model.encoder_batch_norm=True "
                      "is not supported: freezing is meant for the pretrained VGG16")

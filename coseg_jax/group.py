@@ -19,6 +19,11 @@ reduced attention alpha_g:
 variant. A group of one co-segments the image with its own attention (with or
 without leave-one-out, there being no other image).
 
+A model with a correspondence cue (``CoSegNet(cue="correlation")``) also gives every image
+its foreground prototypes; image i is decoded with the mean of the *other* images'
+prototypes (always leaving itself out: total minus own, O(N); ``reduce_prototypes``), so
+a group of two gives each image the other's, as the pair forward does.
+
 Images run through fixed-size chunks (the last one padded), vmapped over the group
 axis, so one compiled function serves every N and device memory depends on the
 chunk size, not on N.
@@ -39,6 +44,7 @@ import numpy as np
 
 from coseg_jax.models.attention import reduce_group
 from coseg_jax.models.coseg import CoSegNet, check_images, pool5
+from coseg_jax.models.correspondence import reduce_prototypes
 from coseg_jax.preprocessing import NORMALISED_RANGE
 
 RANGE_SLACK = 1e-3  # rounding of images normalised in another framework
@@ -135,13 +141,31 @@ def encode_chunk(model: CoSegNet, variables, images):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def decode_chunk(model: CoSegNet, variables, features, own, context):
-  """vmap over a chunk: combine(own, context), attend and decode -> P(foreground) [K, H, W]."""
-  def one(f, own_alpha, context_alpha):
+def decode_chunk(model: CoSegNet, variables, features, own, context, partner=None):
+  """vmap over a chunk: combine(own, context), attend and decode -> P(foreground) [K, H, W].
+  ``partner``: the partner prototypes [K, P, C] of a model with a cue, else None."""
+  def one(f, own_alpha, context_alpha, partner):
     alpha = model.apply(variables, own_alpha[None], context_alpha[None], method=CoSegNet.combine)
-    logits = model.apply(variables, batch_of_one(f), alpha, method=CoSegNet.decode)
+    partner = None if partner is None else partner[None]
+    logits = model.apply(variables, batch_of_one(f), alpha, partner=partner,
+                         method=CoSegNet.decode)
     return jax.nn.softmax(logits[0], axis=-1)[..., 1]
-  return jax.vmap(one)(features, own, context)
+  return jax.vmap(one)(features, own, context, partner)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def prototype_chunk(model: CoSegNet, variables, features):
+  """vmap over a chunk of encoder features -> the cue's prototypes [K, P, C]."""
+  one = lambda f: model.apply(variables, batch_of_one(f), method=CoSegNet.prototypes)[0]
+  return jax.vmap(one)(features)
+
+
+def group_prototypes(model, variables, features, n):
+  """The cue's prototypes [N, P, C] of a group's per-chunk features (None without a cue)."""
+  if not model.cue:
+    return None
+  return np.concatenate([np.asarray(prototype_chunk(model, variables, f))
+                         for f in features])[:n]
 
 
 def group_attention(model, variables, images, chunk_size=8):
@@ -176,10 +200,13 @@ def segment_group(model, variables, images, reduce="mean", chunk_size=8, leave_o
   features, alphas = group_attention(model, variables, images, chunk_size)
   context = reduce_group(alphas, reduce, leave_one_out)
   own = alphas if leave_one_out else context
+  prototypes = group_prototypes(model, variables, features, len(alphas))
+  partners = None if prototypes is None else reduce_prototypes(prototypes)
   probs = []
   for f, (start, stop) in zip(features, chunks(len(alphas), chunk_size)):
+    partner = None if partners is None else pad(partners[start:stop], chunk_size)
     p = decode_chunk(model, variables, f, pad(own[start:stop], chunk_size),
-                     pad(context[start:stop], chunk_size))
+                     pad(context[start:stop], chunk_size), partner)
     probs.append(np.asarray(p)[:stop - start])
   probs = np.concatenate(probs)
   if gate is not None:
@@ -245,14 +272,17 @@ def decode_pairs(model, variables, images, pairs, chunk_size=8, gate=None):
   (``combine(alpha_own, alpha_other)``). Yields (k of the chunk's first pair,
   P(foreground) float32 [K, H, W]) chunk by chunk, so memory is bounded by the chunk.
   ``gate``: each map gated with its partner's features and map (``gate.pair``), the
-  partner's map from a second decoder pass."""
+  partner's map from a second decoder pass. A model with a cue compares each image with
+  its partner's prototypes, as the pair forward does."""
   features, alphas = group_attention(model, variables, images, chunk_size)
+  prototypes = group_prototypes(model, variables, features, len(alphas))
+  of = lambda index: None if prototypes is None else prototypes[index]  # the cue's partners
   features = concatenate(features)
   for start, stop in chunks(len(pairs), chunk_size):
     own, other = pad(np.asarray(pairs[start:stop]), chunk_size).T
     f_own, f_other = rows(features, own), rows(features, other)
-    probs = decode_chunk(model, variables, f_own, alphas[own], alphas[other])
+    probs = decode_chunk(model, variables, f_own, alphas[own], alphas[other], of(other))
     if gate is not None:
-      partner = decode_chunk(model, variables, f_other, alphas[other], alphas[own])
+      partner = decode_chunk(model, variables, f_other, alphas[other], alphas[own], of(own))
       probs = gate.pair(pool5(f_own), probs, pool5(f_other), partner)
     yield start, np.asarray(probs)[:stop - start]

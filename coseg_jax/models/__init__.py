@@ -22,6 +22,7 @@ def build(model_config):
       dtype=DTYPES[model_config.dtype],
       decoder_type=model_config.decoder_type,
       skip=model_config.skip,
+      cue=model_config.cue,
   )
 
 

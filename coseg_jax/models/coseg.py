@@ -15,6 +15,7 @@ import numpy as np
 from coseg_jax.constants import STRIDE
 from coseg_jax.models import conv
 from coseg_jax.models.attention import ATTENTIONS, scale_channels, spatial_attention
+from coseg_jax.models.correspondence import CUES, CorrelationCue
 from coseg_jax.models.decoder import PAPER_DECODER_WIDTHS, Decoder
 from coseg_jax.models.reference import ReferenceDecoder
 from coseg_jax.models.vgg import VGG16_CONVS, VGG16_WIDTHS, VGG16Encoder
@@ -77,6 +78,13 @@ class CoSegNet(nn.Module):
   ``{"pool5": f, "pool4": f4}``; ``attend`` and the gates read ``pool5(features)``.
   ``skip="pool3"`` adds pool3 the same way (f3' = sigmoid(W_3 alpha + b_3) (.) f3) to pool4.
 
+  ``cue="correlation"`` (a recipe option, not the paper; ``models.correspondence``) also
+  gives the decoder, beside the attended pool5 features, K channels saying how much each
+  location matches the partner's foreground prototypes (``cue_prototypes`` = K): the
+  pair forward compares each image with the other's prototypes, ``decode`` takes them as
+  ``partner`` ([B, K, C], from ``prototypes``; ``coseg_jax.group`` reduces them over a
+  group).
+
   ``ops`` (``models.conv``): ``conv.FAST`` (default) gives every reverse-mode gradient
   (``jax.grad`` of any loss) the fast CPU kernel and max-pool gradients; ``conv.XLA`` is
   for forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``). Same variables.
@@ -91,6 +99,8 @@ class CoSegNet(nn.Module):
   dtype: jnp.dtype = jnp.float32
   decoder_type: str = "paper"
   skip: str = ""
+  cue: str = ""
+  cue_prototypes: int = 4
   ops: conv.Ops = conv.FAST
 
   def setup(self):
@@ -102,6 +112,11 @@ class CoSegNet(nn.Module):
     if self.skip not in SKIPS or (self.skip and self.decoder_type != "paper"):
       raise ValueError(f"skip must be one of {tuple(SKIPS)} (a skip needs decoder_type='paper'"
                        f"), got skip={self.skip!r} with decoder_type={self.decoder_type!r}")
+    if self.cue not in CUES or (self.cue and self.decoder_type != "paper"):
+      raise ValueError(f"cue must be one of {CUES} (a cue needs decoder_type='paper'), got "
+                       f"cue={self.cue!r} with decoder_type={self.decoder_type!r}")
+    if self.cue:
+      self.correlation = CorrelationCue(self.cue_prototypes, dtype=self.dtype)
     self.encoder = VGG16Encoder(self.encoder_widths, self.encoder_convs,
                                 self.encoder_batch_norm, dtype=self.dtype, taps=self.taps,
                                 ops=self.ops)
@@ -143,9 +158,21 @@ class CoSegNet(nn.Module):
     """Channel attention applied to an image given its own and the context alpha (eq. 3–5)."""
     return self.learner.combine(own, context)
 
-  def decode(self, f, alpha, train: bool = False):
-    """Attend f with alpha (eq. 3–4, 6–7, 12–13) and decode to logits [B, H, W, 2]."""
+  def prototypes(self, f):
+    """The cue's foreground prototypes of each image [B, K, C] (``cue`` only)."""
+    return self.correlation.prototypes(pool5(f))
+
+  def decode(self, f, alpha, train: bool = False, partner=None):
+    """Attend f with alpha (eq. 3–4, 6–7, 12–13) and decode to logits [B, H, W, 2].
+
+    With ``cue``, ``partner`` holds the partner prototypes [B, K, C] and the cue
+    [B, h, w, K] is concatenated to the attended features."""
     attended = self.learner.attend(pool5(f), alpha)
+    if self.cue:
+      if partner is None:
+        raise ValueError(f"cue={self.cue!r}: decode needs the partner prototypes "
+                         "(partner=[B, K, C], from CoSegNet.prototypes)")
+      attended = jnp.concatenate([attended, self.correlation(pool5(f), partner)], axis=-1)
     if not self.taps:
       return self.decoder(attended, train=train)
     gates = (self.skip_attention, self.skip_attention_pool3)
@@ -170,5 +197,9 @@ class CoSegNet(nn.Module):
     alpha = self.attend(f)
     alpha_a, alpha_b = jnp.split(alpha, 2)
     context = jnp.concatenate([alpha_b, alpha_a])  # each image gets the other's attention
-    logits = self.decode(f, self.combine(alpha, context), train=train)
+    partner = None
+    if self.cue:  # each image gets the other's prototypes
+      prototypes_a, prototypes_b = jnp.split(self.prototypes(f), 2)
+      partner = jnp.concatenate([prototypes_b, prototypes_a])
+    logits = self.decode(f, self.combine(alpha, context), train=train, partner=partner)
     return tuple(jnp.split(logits, 2))

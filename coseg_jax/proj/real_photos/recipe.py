@@ -28,11 +28,19 @@ def add_config(config):
   views.composites = 2  # per image: another group's object pasted in (a distractor)
   views.min_scale = 0.4  # smallest crop, as a fraction of the image's area
   views.negatives = 0.0  # fraction of training pairs with no group in common
+  # per image: its object pasted into two photos of two other groups (pairs.py)
+  views.pasted_pairs = 0
+  views.pasted = 0.0  # fraction of training pairs that are such pasted pairs
+  views.lacking = 0.0  # fraction: a photo with its object, a partner lacking its class
   views.cache_dir = ""  # where encoded views are kept; "" = ~/.cache/coseg_jax/views
   # the partner gate on the model's maps in the default modes of folder data and in
   # coseg-segment
   config.eval.partner_gate = False
   return config
+
+
+def _fraction(value):
+  return not isinstance(value, bool) and 0 <= value <= 1
 
 
 def _count(value):
@@ -46,8 +54,10 @@ CHECKS = (
     ("data.views.composites", _count, "an integer >= 0"),
     ("data.views.min_scale", lambda v: not isinstance(v, bool) and 0 < v <= 1,
      "a number in (0, 1]"),
-    ("data.views.negatives", lambda v: not isinstance(v, bool) and 0 <= v <= 1,
-     "a fraction in [0, 1]"),
+    ("data.views.negatives", _fraction, "a fraction in [0, 1]"),
+    ("data.views.pasted_pairs", _count, "an integer >= 0"),
+    ("data.views.pasted", _fraction, "a fraction in [0, 1]"),
+    ("data.views.lacking", _fraction, "a fraction in [0, 1]"),
     ("eval.partner_gate", lambda v: isinstance(v, bool), "True or False"),
 )
 
@@ -68,14 +78,16 @@ def train_data(config, model, variables):
   # pylint: disable=g-import-not-at-top
   import jax
   from coseg_jax.data import pipeline
-  from coseg_jax.proj.real_photos import view_cache, views
+  from coseg_jax.proj.real_photos import pairs, view_cache, views
   data = config.data
+  dataset = pipeline.folder_dataset(data)
   view_config = views.ViewConfig.from_data_config(data, config.seed)
-  rendered, features = view_cache.view_features(pipeline.folder_dataset(data), view_config,
-                                                model, variables, data.views.cache_dir)
-  return views.PairSampler(rendered, features, batch_size=config.batch_size, seed=config.seed,
-                           negatives=data.views.negatives, shard_index=jax.process_index(),
-                           shard_count=jax.process_count())
+  rendered, features = view_cache.view_features(dataset, view_config, model, variables,
+                                                data.views.cache_dir)
+  return pairs.sampler(config, dataset, rendered, features, model, variables,
+                       batch_size=config.batch_size, seed=config.seed,
+                       negatives=data.views.negatives, shard_index=jax.process_index(),
+                       shard_count=jax.process_count())
 
 
 def gate():
