@@ -281,3 +281,17 @@ def test_an_unreadable_photo_is_skipped_and_listed(run_dir, tmp_path, capsys):
   with pytest.raises(SystemExit, match=f"error: {broken}: cannot decode image data"):
     run_segment(run_dir, [photos], tmp_path / "refused", "--on_unreadable=error")
   assert not list((tmp_path / "refused").glob("*_mask.png"))
+
+
+@pytest.mark.slow
+def test_the_gate_comes_from_the_runs_recipe(tmp_path):
+  """A run of no recipe (config.recipe="") has no partner gate to apply."""
+  run = save_random_run(tmp_path / "run", tiny_config())
+  (tmp_path / "photos").mkdir()
+  for k in range(2):
+    Image.fromarray(noise(40, 56, seed=k)).save(tmp_path / "photos" / f"img{k}.png")
+  run_segment(run, [tmp_path / "photos"], tmp_path / "out")  # ungated by default
+  assert (tmp_path / "out" / "img1_mask.png").is_file()
+  with pytest.raises(SystemExit, match=r"^error: --partner_gate: the run's recipe "
+                     r"\(config.recipe=''\) offers no gate"):
+    run_segment(run, [tmp_path / "photos"], tmp_path / "gated", "--partner_gate")

@@ -120,7 +120,9 @@ class CoSegNet(nn.Module):
     self.encoder = VGG16Encoder(self.encoder_widths, self.encoder_convs,
                                 self.encoder_batch_norm, dtype=self.dtype, taps=self.taps,
                                 ops=self.ops)
-    if self.taps:  # W_4 (named from when pool4 was the only skip), W_3: made when first used
+    # W_4 and W_3, made when first used; W_4's name has no suffix so that the checkpoints of
+    # pool4-only models load
+    if self.taps:
       self.skip_attention = nn.Dense(self.encoder_widths[3], dtype=self.dtype)
       self.skip_attention_pool3 = nn.Dense(self.encoder_widths[2], dtype=self.dtype)
     learner = ATTENTIONS[self.attention] if isinstance(self.attention, str) else self.attention

@@ -91,7 +91,7 @@ class Decoder(nn.Module):
       x = norm(name=f"bn_{i}")(nn.relu(x))
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
       if i < len(skips):
-        suffix = f"_{i}" if i else ""  # the first keeps its name from when it was the only one
+        suffix = f"_{i}" if i else ""  # unsuffixed: the checkpoints of pool4-only models load
         s = nn.Conv(self.skip_width, (1, 1), dtype=self.dtype, name="skip_conv" + suffix)(skips[i])
         x = jnp.concatenate([x, norm(name="skip_bn" + suffix)(nn.relu(s))], axis=-1)
     x = UpsampleConv(self.num_classes, dtype=self.dtype, ops=self.ops,
