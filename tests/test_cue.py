@@ -81,7 +81,7 @@ def test_the_cue_finds_the_shared_object_not_a_salient_other(data_dir, real_mode
   paste(b, labels_b, shared_object, 0.55, 90, 100, 1)
   f = model.apply(variables, preprocess(np.stack([a, b])), method=CoSegNet.encode)
   partner = model.apply(variables, f[1:], method=CoSegNet.prototypes)
-  cue = model.apply(variables, f[:1], partner, method=lambda m, f, q: m.correlation(f, q))
+  cue = model.apply(variables, f[:1], partner, method=CoSegNet.correspondence)
   picture = np.asarray(correspondence.cue_map(cue))[0]
   on_shared, on_other = picture[cells(labels_a, 1)], picture[cells(labels_a, 2)]
   assert on_shared.size and on_other.size
