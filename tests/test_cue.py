@@ -110,6 +110,26 @@ def test_pair_equals_group_of_two(cued, leave_one_out):
   np.testing.assert_allclose(probs, pair_probs(model, variables, images), atol=1e-5)
 
 
+def test_the_recipe_skips_travel_with_the_cue():
+  """pool3 + pool4 skips (the recipe's) with the cue: pair == group of two, chunk-proof."""
+  model = CoSegNet("fca", cue="correlation", skip="pool3", **SMALL)
+  variables = sharpened(init_variables(model, jax.random.key(3), SIZE))
+  images = uint8_images(3, seed=18)
+  np.testing.assert_allclose(segment_group(model, variables, images[:2]),
+                             pair_probs(model, variables, images[:2]), atol=1e-5)
+  np.testing.assert_allclose(segment_group(model, variables, images, chunk_size=2),
+                             segment_group(model, variables, images, chunk_size=3), atol=2e-5)
+
+
+def test_a_group_of_one_uses_its_own_prototypes(cued):
+  model, variables = cued
+  image = uint8_images(1, seed=19)
+  x = preprocess(image)
+  logits, _ = model.apply(variables, x, x)  # the image paired with itself
+  np.testing.assert_allclose(segment_group(model, variables, image),
+                             jax.nn.softmax(logits)[..., 1], atol=2e-5)
+
+
 def test_the_cue_changes_with_the_partner(cued):
   """Same image, other partner -> other map (the cue reads the partner)."""
   model, variables = cued
