@@ -1,5 +1,5 @@
 """Evaluates a trained CoSegNet: ``python eval.py --help``, the same as the ``coseg-eval`` command
-(coseg_jax/eval_main.py)."""
+(coseg_jax/apps/eval_main.py)."""
 
 from coseg_jax.apps.eval_main import run
 

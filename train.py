@@ -1,5 +1,5 @@
 """Trains CoSegNet: ``python train.py --help``, the same as the ``coseg-train`` command
-(coseg_jax/train_main.py)."""
+(coseg_jax/apps/train_main.py)."""
 
 from coseg_jax.apps.train_main import run
 

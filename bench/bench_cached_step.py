@@ -1,8 +1,8 @@
 """The cached-feature training step of the CPU recipe (attention learner + decoder only).
 
-  python bench/bench_cached_step.py                     # 256 px, 8 pairs, FCA, both decoders
-  python bench/bench_cached_step.py --dtypes float32,bfloat16 --out bench/results/cached.json
-  python bench/bench_cached_step.py --dtypes float32 --skips pool5,pool4,pool3  # the skips' cost
+  python -m bench.bench_cached_step                     # 256 px, 8 pairs, FCA, both decoders
+  python -m bench.bench_cached_step --dtypes float32,bfloat16 --out bench/results/cached.json
+  python -m bench.bench_cached_step --dtypes float32 --skips pool5,pool4,pool3  # the skips' cost
 
 With a frozen encoder (``configs/cpu_frozen.py``) a training step decodes cached pool5
 features (and pool4 / pool3 with ``model.skip``; ``--skips`` names the finest map the
@@ -19,10 +19,7 @@ import argparse
 import contextlib
 import functools
 import pathlib
-import sys
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import flax.linen as nn
 import jax
 import numpy as np

@@ -1,10 +1,10 @@
 """Where the time of encoding the CPU recipe's views goes, and what brings it nearer the convs.
 
-  python bench/bench_encode.py                               # 64 views, 256 px, chunks of 16
-  python bench/bench_encode.py --views 16 --size 512 --batch 8 --batches 4,8
+  python -m bench.bench_encode                               # 64 views, 256 px, chunks of 16
+  python -m bench.bench_encode --views 16 --size 512 --batch 8 --batches 4,8
 
-Today (``configs/cpu_frozen.py``) ``feature_cache._cached_views`` renders every view
-first (``views.render``: numpy/PIL), then ``feature_cache.encode_images`` encodes them
+Today (``configs/cpu_frozen.py``) the recipe's ``view_cache.cached_views`` renders every
+view first (``views.render``: numpy/PIL), then ``feature_cache.encode_images`` encodes them
 with ``encode_chunks``: ``chunk_size`` (16) views at a time, the last chunk padded (one
 compiled shape), each chunk fetched to the host (``np.asarray``) before the next is
 dispatched. This script times, on N views of the real data (``--root``, random images
@@ -30,12 +30,9 @@ alike. Writes ``bench/results/encode_<size>.json``.
 import argparse
 import os
 import queue
-import sys
 import threading
 import time
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,7 +43,6 @@ from coseg_jax.data import folders
 from coseg_jax.proj.real_photos import views
 from coseg_jax.training import feature_cache
 from coseg_jax.models.coseg import CoSegNet
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 RECIPE_VIEWS = 3306  # the views of the CPU recipe on the ten VOC10 classes (docs/results.md)
 DEFAULT_ROOT = "../shared/data/pascal_voc10_coseg"
@@ -185,8 +181,7 @@ def encode_one_behind(model, encoder, chunks, chunk_size):
   after the next chunk is dispatched -> features [N, ...]."""
   pending, out = None, []
   for chunk in chunks:
-    result = (feature_cache._encode(model, encoder, group.pad(chunk, chunk_size)),  # pylint: disable=protected-access
-              len(chunk))
+    result = (feature_cache.encode(model, encoder, group.pad(chunk, chunk_size)), len(chunk))
     if pending is not None:
       out.append(np.asarray(pending[0])[:pending[1]])
     pending = result
@@ -249,7 +244,7 @@ def end_to_end(model, encoder, groups, config, variants, rounds, num_views):
 
   size = config.size
   for chunk in {c for _, c in variants}:
-    feature_cache._encode(model, encoder, np.zeros((chunk, size, size, 3), np.uint8))  # pylint: disable=protected-access
+    feature_cache.encode(model, encoder, np.zeros((chunk, size, size, 3), np.uint8))
   times = {f"{n}/{c}": [] for n, c in variants}
   reference = None
   for _ in range(rounds):

@@ -1,8 +1,8 @@
 """Framework ratio: CoSegNet in JAX (jit) against its PyTorch twin, same weights, same process.
 
-  python bench/bench_framework.py                                # CA, FCA, CSA; forward + train
-  python bench/bench_framework.py --attention csa --modes train --repeats 7
-  python bench/bench_framework.py --torch-compile                # also torch.compile (inductor)
+  python -m bench.bench_framework                                # CA, FCA, CSA; forward + train
+  python -m bench.bench_framework --attention csa --modes train --repeats 7
+  python -m bench.bench_framework --torch-compile                # also torch.compile (inductor)
 
 For each attention and mode, at 224x224 with a batch of 4 pairs (8 images through the
 Siamese encoder/decoder):
@@ -29,11 +29,8 @@ import argparse
 import copy
 import functools
 import os
-import sys
 import time
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import jax
 import numpy as np
 import optax
@@ -42,7 +39,6 @@ from bench.common import OPS, print_table, write_json
 from coseg_jax import config as config_lib
 from coseg_jax import losses, models
 from coseg_jax.training import trainer as train_lib
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 ATTENTIONS = ("ca", "fca", "csa")
 MODES = ("forward", "train")

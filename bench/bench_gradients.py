@@ -1,7 +1,7 @@
 """The CPU gradient rewrites of models/conv.py against XLA's own, on both training steps.
 
-  python bench/bench_gradients.py                 # the table in docs/performance.md
-  python bench/bench_gradients.py --repeats 2     # quicker, noisier
+  python -m bench.bench_gradients                 # the table in docs/performance.md
+  python -m bench.bench_gradients --repeats 2     # quicker, noisier
 
 One run times, with the model built with each ``ops`` of bench/common.py (``fast`` = both
 rewrites, the default; ``kernel_only``; ``pool_only``; ``xla`` = XLA's gradients):
@@ -17,10 +17,7 @@ rewrites, the default; ``kernel_only``; ``pool_only``; ``xla`` = XLA's gradients
 
 import argparse
 import pathlib
-import sys
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from bench import bench_cached_step, bench_framework
 from bench.common import OPS
 

@@ -1,8 +1,8 @@
 """Group scaling: instant group co-segmentation (Algorithm 1) vs the pairwise protocol.
 
-  python bench/bench_group.py                       # N = 4..64 at 128x128, full VGG16
-  python bench/bench_group.py --sizes 8,64 --pairwise-max-n 0
-  python bench/bench_group.py --isolate            # each N in a fresh process
+  python -m bench.bench_group                       # N = 4..64 at 128x128, full VGG16
+  python -m bench.bench_group --sizes 8,64 --pairwise-max-n 0
+  python -m bench.bench_group --isolate            # each N in a fresh process
   python -m bench.bench_group --cue --sizes 4,8,16,32 --pairwise-max-n 0  # model.cue
 
 For each N: wall time, time per image, peak RSS during the call, and how many times the
@@ -25,8 +25,7 @@ import tempfile
 import jax
 import numpy as np
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])
-from bench.common import PeakRSS, compile_counts, median_seconds, print_table, write_json  # pylint: disable=g-import-not-at-top
+from bench.common import PeakRSS, compile_counts, median_seconds, print_table, write_json
 from coseg_jax import CoSegNet, group, init_variables  # pylint: disable=g-import-not-at-top
 
 
@@ -73,8 +72,8 @@ def isolated_rows(args):
   for n in args.sizes.split(","):
     with tempfile.TemporaryDirectory() as tmp:
       out = os.path.join(tmp, "rows.json")
-      subprocess.run([sys.executable, __file__, "--sizes", n, "--image-size", str(args.image_size),
-                      "--attention", args.attention, "--chunk-size", str(args.chunk_size),
+      subprocess.run([sys.executable, "-m", "bench.bench_group", "--sizes", n, "--image-size",
+                      str(args.image_size), "--attention", args.attention, "--chunk-size", str(args.chunk_size),
                       "--repeats", str(args.repeats), "--pairwise-max-n",
                       str(args.pairwise_max_n), "--out", out, *["--cue"] * args.cue],
                      check=True)

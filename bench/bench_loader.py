@@ -1,8 +1,8 @@
 """Input pipeline throughput: training pairs per second delivered by ``pipeline.build``.
 
-  python bench/bench_loader.py                          # 224x224, synthetic + real folder set
-  python bench/bench_loader.py --threads 1,2 --batches 10 --train-step
-  python bench/bench_loader.py --image-size 512 --datasets folder,tfds   # JPEG vs array_record
+  python -m bench.bench_loader                          # 224x224, synthetic + real folder set
+  python -m bench.bench_loader --threads 1,2 --batches 10 --train-step
+  python -m bench.bench_loader --image-size 512 --datasets folder,tfds   # JPEG vs array_record
 
 For each dataset and thread count: pairs/s and ms per batch of the "train" iterator
 (resize, flip, normalise, batch, prefetch), after a warm-up. The real folder set is
@@ -18,13 +18,11 @@ consumes. Results go to a JSON file.
 import argparse
 import os
 import pathlib
-import sys
 import time
 
 import jax
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])
-from bench.common import median_seconds, print_table, write_json  # pylint: disable=g-import-not-at-top
+from bench.common import median_seconds, print_table, write_json
 from coseg_jax.data import pipeline  # pylint: disable=g-import-not-at-top
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """Roofline: the model's FLOPs per second as a fraction of this machine's matmul peak.
 
-  python bench/bench_roofline.py                     # CSA, 224x224, batch of 4 pairs
-  python bench/bench_roofline.py --attention ca --image-size 128
+  python -m bench.bench_roofline                     # CSA, 224x224, batch of 4 pairs
+  python -m bench.bench_roofline --attention ca --image-size 128
 
 * peak: the best of float32 ``jnp.dot`` of square matrices (1024, 2048, 4096), jitted,
   median of ``--repeats`` runs: what XLA:CPU reaches on its best-shaped work.
@@ -16,10 +16,7 @@ Reported per mode: GFLOP per pair, achieved GFLOP/s and the fraction of the peak
 """
 
 import argparse
-import sys
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,7 +24,6 @@ import numpy as np
 from bench.bench_framework import JaxRunner, make_batch, make_config
 from bench.common import median_seconds, print_table, write_json
 from coseg_jax import models
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 
 def matmul_peak(repeats):

@@ -1,7 +1,7 @@
 """Cell oracle: the best Jaccard a map of c x c cells can score against the ground truth.
 
-  python bench/cell_oracle.py --root ../shared/data/pascal_voc10_coseg --cells 8,16,32
-  python bench/cell_oracle.py --root ../shared/data/msrc_cow --cells 8,16,32 --json out.json
+  python -m bench.cell_oracle --root ../shared/data/pascal_voc10_coseg --cells 8,16,32
+  python -m bench.cell_oracle --root ../shared/data/msrc_cow --cells 8,16,32 --json out.json
 
 The model resizes an image to S x S and its pool5 map has S/32 x S/32 cells; a decoder
 that could only paint each cell with one value scores at most what this oracle scores.
@@ -24,18 +24,14 @@ bilinearly to the model's S x S input, S = 32 c, then averaged over 32 x 32 bloc
 """
 
 import argparse
-import sys
 import time
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 from PIL import Image
 
 from bench.common import print_table, write_json
 from coseg_jax import constants, maps, metrics
 from coseg_jax.data import folders, images
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 RESAMPLE = ("area", "split", "box", "square")
 POOL5_STRIDE = 32

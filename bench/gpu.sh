@@ -16,12 +16,12 @@ BATCHES=(${BATCHES:-8 16 4})
 "$PYTHON" -c "import jax; print(jax.__version__, jax.devices())"
 train() {
   for d in float32 bfloat16; do
-    "$PYTHON" bench/bench_framework.py --torch-device "${TORCH_DEVICE:-cuda}" --image-size "$SIZE" \
+    "$PYTHON" -m bench.bench_framework --torch-device "${TORCH_DEVICE:-cuda}" --image-size "$SIZE" \
         --batch-size "$1" --dtype "$d" --modes train --attention fca --warmup 2 --repeats 5 \
         --out "bench/results/gpu_train_${SIZE}_${1}_${d}.json"
   done
 }
 train "${BATCHES[0]}"
-"$PYTHON" bench/bench_group.py --sizes "$GROUP" --image-size "$SIZE" --chunk-size 64 \
+"$PYTHON" -m bench.bench_group --sizes "$GROUP" --image-size "$SIZE" --chunk-size 64 \
     --pairwise-max-n 0 --out "bench/results/gpu_group_${SIZE}.json"
 for b in "${BATCHES[@]:1}"; do train "$b"; done

@@ -2,7 +2,7 @@
 dense CRF (``maps.dense_crf``), for several settings, against no refinement, and for
 several thresholds, from one pass of the model.
 
-  python bench/refine_sweep.py --workdir runs/heldout --root ../shared/data/pascal_voc10_coseg \
+  python -m bench.refine_sweep --workdir runs/heldout --root ../shared/data/pascal_voc10_coseg \
       --groups Aero,Bicycle,Bird,Boat,Bottle --radii 0.03,0.0625,0.125 --eps 0.001,0.01,0.1 \
       --crf-sxy 0.05,0.1 --crf-srgb 5,13 --crf-compat 3,5 --mode group_mean_gate
 
@@ -15,25 +15,22 @@ you do not report (e.g. the run's training classes), then score it with ``eval.p
 """
 
 import argparse
-import sys
 import time
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])  # the repository root, for bench.common
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 
 from bench.common import print_table, write_json
-from coseg_jax import maps, metrics, runs
+from coseg_jax import config as config_lib, maps, metrics, runs
 from coseg_jax.data import pipeline
 from coseg_jax.evaluators import groups as group_protocol, modes
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 
 def group_maps(workdir, root, groups, chunk_size, mode="group_mean"):
   """[(group name, full-size maps, images, masks)] of ``mode`` on a folder dataset."""
   config, model, variables = runs.load_run(workdir=workdir)
   config.data.dataset, config.data.root, config.data.groups = "folder", root, groups
-  segment = group_protocol.segmenter(modes.MODES[mode], model, variables, chunk_size)
+  segment = group_protocol.segmenter(modes.MODES[mode], model, variables, chunk_size,
+                                     config_lib.recipe_gate(config))
   found = []
   for g in pipeline.iterate_groups(config.data):
     probs = segment(g["inputs"])

@@ -6,6 +6,9 @@ The paper trains the whole network on VOC 2012 pairs at 512 x 512 (configs/fca.p
 shared PASCAL-VOC10 co-segmentation set. What it adds (docs/results.md and
 coseg_jax/proj/real_photos/research_log.md measure each):
 
+The recipe's own keys (``data.views.*``, ``eval.partner_gate``) come from
+``coseg_jax.proj.real_photos.recipe`` (``config.recipe``).
+
 * ``data.views.enabled``: every image is encoded once in several views (whole, mirrored,
   scaled crops), so 551 images are not memorised; the features are cached on disk;
 * composites: an object of another class pasted into a view; it is background when the
@@ -38,10 +41,11 @@ to train on five classes, then evaluate the others:
 """
 
 from coseg_jax import config as config_lib
+from coseg_jax.proj.real_photos import recipe
 
 
 def get_config():
-  config = config_lib.default_config()
+  config = recipe.add_config(config_lib.default_config())
   config.batch_size = 8
   config.model.attention = "fca"  # the paper's best on unseen objects (§4.3)
   config.model.dropout_rate = 0.2

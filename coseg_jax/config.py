@@ -8,10 +8,24 @@ together. ``resolve_data(data_config)`` fills a partial ``config.data`` with the
 and checks it (the data pipeline calls it). ``migrate(saved)`` turns the config.json of
 a run trained before the data keys were grouped (``data.view_crops``, ...) into today's.
 
+A research recipe (``coseg_jax/proj/``) keeps its own keys: ``config.recipe`` names its
+module (``""``: none), which the library imports by name (``load_recipe``) and never
+otherwise. The module offers
+
+* ``add_config(config)``: adds its keys to a ``default_config()`` and sets
+  ``config.recipe`` (its config files call it);
+* ``CHECKS`` (as ``config.CHECKS``) and ``check(config)`` (keys that go together);
+* ``train_data(config, model, variables)``: this host's training batches, as the train
+  step takes them, or None for the library's pair pipeline;
+* ``gate()``: the step after the model of the gated evaluation modes and of
+  ``coseg-segment --partner_gate`` (``group.segment_group``'s ``gate``), and
+  ``gate_by_default(config)``: whether the default modes and ``coseg-segment`` use it.
+
 Imports nothing heavy at the top, so loading a config file stays light.
 """
 
 import copy
+import importlib
 import importlib.util
 import os
 import pathlib
@@ -20,13 +34,14 @@ import ml_collections
 import numpy as np
 
 from coseg_jax import maps
-from coseg_jax.constants import DATASETS, STRIDE
+from coseg_jax.constants import DATASETS, SPLITS, STRIDE
 
 
 def default_config():
   """The whole config tree with the paper's settings, every key documented once."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # parameter init, dropout and data order
+  config.recipe = ""  # a research recipe's module (its own keys and hooks); "" = none
   config.batch_size = 8  # global batch of image *pairs*, split over all devices
   config.model = _model()
   config.init = ml_collections.ConfigDict()
@@ -40,6 +55,9 @@ def default_config():
   config.eval.threshold = "0.5"  # group modes: binarise maps at this number, "adaptive" or "otsu"
   config.eval.chunk_size = 8  # images (or pairs) per compiled call in the group modes
   config.eval.modes = ""  # evaluation modes, comma-separated; "" = the dataset's defaults
+  # a mode also scored at every validation during training on config.eval.split (e.g.
+  # "group_mean"), logged as val_<mode>_jaccard; "" = the pair validation only
+  config.eval.during_training = ""
   # group modes and coseg-segment: "" | "guided" (maps.guided_filter) | "crf" (maps.dense_crf,
   # needs the crf extra), each at the image's size
   config.eval.refine = ""
@@ -48,9 +66,6 @@ def default_config():
   config.eval.crf_sxy = maps.CRF_SXY  # crf: appearance kernel's width, of the longer side
   config.eval.crf_srgb = maps.CRF_SRGB  # crf: its colour width (0..255)
   config.eval.crf_compat = maps.CRF_COMPAT  # crf: its weight
-  # the partner gate (coseg_jax.proj.real_photos.partner_gate) on the model's maps in the
-  # default modes of folder data (group_mean_gate, ...) and in coseg-segment (a recipe option)
-  config.eval.partner_gate = False
   return config
 
 
@@ -99,18 +114,6 @@ def _data():
   data.synthetic.group_size = 8  # groups: images per group
   data.synthetic.num_groups = 16  # groups: groups per split
   data.synthetic.common_fraction = 1.0  # groups: fraction of images with the common category
-  # folder, training with a frozen cached encoder only (coseg_jax.data.views):
-  data.views = ml_collections.ConfigDict()
-  data.views.enabled = False  # train on cached features of augmented views and composites
-  data.views.crops = 2  # scaled crops per image (besides the whole image and its mirror)
-  data.views.composites = 2  # per image: another group's object pasted in (a distractor)
-  data.views.min_scale = 0.4  # smallest crop, as a fraction of the image's area
-  data.views.negatives = 0.0  # fraction of training pairs with no group in common
-  # per image: its object pasted into two photos of two other groups (proj/real_photos/pairs.py)
-  data.views.pasted_pairs = 0
-  data.views.pasted = 0.0  # fraction of training pairs that are such pasted pairs
-  data.views.lacking = 0.0  # fraction: a photo with its object, a partner lacking its class
-  data.views.cache_dir = ""  # where encoded views are kept; "" = ~/.cache/coseg_jax/views
   return data
 
 
@@ -128,6 +131,41 @@ def _train():
   train.checkpoint_every = 1000  # steps between checkpoints
   train.keep_checkpoints = 3  # most recent checkpoints kept (plus the best by val Jaccard)
   return train
+
+
+def load_recipe(name):
+  """The recipe module named ``name`` (``config.recipe``; see the module docstring), or
+  None for ``""``."""
+  if not name:
+    return None
+  try:
+    module = importlib.import_module(name)
+  except ImportError as e:
+    raise ValueError(f"config.recipe = {name!r}: cannot import it ({e})") from e
+  if not hasattr(module, "add_config"):
+    raise ValueError(f"config.recipe = {name!r} is not a recipe module: it has no add_config")
+  return module
+
+
+def defaults(recipe=""):
+  """``default_config()`` with the keys of ``recipe`` (a module name, ``config.recipe``)."""
+  config = default_config()
+  module = load_recipe(recipe)
+  if module is not None:
+    module.add_config(config)
+  return config
+
+
+def recipe_gate(config):
+  """The gate of ``config``'s recipe (``gate()``), or None when it offers none."""
+  recipe = load_recipe(config.get("recipe", ""))
+  return recipe.gate() if hasattr(recipe, "gate") else None
+
+
+def gate_by_default(config):
+  """Whether ``config``'s recipe gates the default modes and ``coseg-segment``."""
+  recipe = load_recipe(config.get("recipe", ""))
+  return bool(hasattr(recipe, "gate_by_default") and recipe.gate_by_default(config))
 
 
 def load_file(path):
@@ -152,10 +190,6 @@ def _positive(value):
   return _is_int(value) and value > 0
 
 
-def _fraction(value):
-  return not isinstance(value, bool) and 0 <= value <= 1
-
-
 # (key, test, what is expected) for every value a key may hold.
 CHECKS = (
     ("seed", lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
@@ -176,15 +210,6 @@ CHECKS = (
     ("data.synthetic.group_size", lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
     ("data.synthetic.num_groups", _positive, "a positive integer"),
     ("data.synthetic.common_fraction", lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    ("data.views.enabled", lambda v: isinstance(v, bool), "True or False"),
-    ("data.views.crops", _count, "an integer >= 0"),
-    ("data.views.composites", _count, "an integer >= 0"),
-    ("data.views.min_scale", lambda v: not isinstance(v, bool) and 0 < v <= 1,
-     "a number in (0, 1]"),
-    ("data.views.negatives", _fraction, "a fraction in [0, 1]"),
-    ("data.views.pasted_pairs", _count, "an integer >= 0"),
-    ("data.views.pasted", _fraction, "a fraction in [0, 1]"),
-    ("data.views.lacking", _fraction, "a fraction in [0, 1]"),
     ("train.num_steps", _positive, "a positive integer"),
     ("train.learning_rate", lambda v: np.isfinite(v) and v > 0, "a positive number"),
     ("train.adam_eps", lambda v: np.isfinite(v) and v > 0, "a positive number"),
@@ -203,7 +228,6 @@ CHECKS = (
     ("eval.crf_sxy", lambda v: 0 < v <= 1, "a fraction of the image side in (0, 1]"),
     ("eval.crf_srgb", lambda v: np.isfinite(v) and v > 0, "a positive number"),
     ("eval.crf_compat", lambda v: np.isfinite(v) and v >= 0, "a number >= 0"),
-    ("eval.partner_gate", lambda v: isinstance(v, bool), "True or False"),
 )
 
 
@@ -212,14 +236,15 @@ def _module_checks():
   top) so that loading a config file stays light."""
   # pylint: disable=g-import-not-at-top
   from coseg_jax import models
-  from coseg_jax.data import folders, pipeline, synthetic
+  from coseg_jax.data import folders, synthetic
+  from coseg_jax.evaluators.modes import MODES
   from coseg_jax.models.attention import ATTENTIONS
   from coseg_jax.models.coseg import DECODERS, SKIPS
   from coseg_jax.models.correspondence import CUES
   names = (("model.attention", sorted(ATTENTIONS)), ("model.dtype", sorted(models.DTYPES)),
            ("model.decoder_type", DECODERS), ("data.folder.layout", folders.LAYOUTS),
            ("data.folder.on_mismatch", folders.MISMATCH_POLICIES),
-           ("eval.split", pipeline.SPLITS))
+           ("eval.split", SPLITS))
   most = len(synthetic.CATEGORIES)
   return (*((key, lambda v, allowed=allowed: v in allowed, " | ".join(allowed))
             for key, allowed in names),
@@ -229,6 +254,8 @@ def _module_checks():
           ("eval.threshold", maps.is_threshold, "'adaptive', 'otsu' or a number in (0, 1)"),
           ("eval.refine", lambda v: v in maps.REFINERS, " | ".join(map(repr, maps.REFINERS))),
           ("model.skip", lambda v: v in SKIPS, " | ".join(map(repr, SKIPS))),
+          ("eval.during_training", lambda v: v == "" or v in MODES,
+           f"'' or a mode: {' | '.join(MODES)}"),
           ("model.cue", lambda v: v in CUES, " | ".join(map(repr, CUES))))
 
 
@@ -238,9 +265,10 @@ def _get(tree, key):
   return tree
 
 
-def _check_values(config, prefix=""):
-  """Raises ``ValueError`` naming the first key under ``prefix`` with a bad value."""
-  for key, test, expected in (*CHECKS, *_module_checks()):
+def _check_values(config, prefix="", checks=()):
+  """Raises ``ValueError`` naming the first key under ``prefix`` with a bad value (``checks``:
+  a recipe's, besides the library's)."""
+  for key, test, expected in (*CHECKS, *_module_checks(), *checks):
     if not key.startswith(prefix):
       continue
     value = _get(config, key)
@@ -257,7 +285,8 @@ def _check_keys(given, defaults, name, complete):
   group given as a value, and with ``complete`` a key of ``defaults`` that is missing."""
   for key, value in given.items():
     if key not in defaults:
-      renamed = f" (now {name}.{RENAMED[key]})" if name == "config.data" and key in RENAMED else ""
+      renamed = (f" (now {name}.{RENAMED[key]})" if name == "config.data" and key in RENAMED
+                 and not isinstance(value, dict) else "")
       raise ValueError(f"unknown config key {name}.{key}{renamed}; known keys of {name}: "
                        f"{sorted(defaults)}")
     if isinstance(defaults[key], dict):
@@ -300,10 +329,6 @@ def _check_together(config):
   if config.train.cache_features and not config.train.freeze_encoder:
     raise ValueError("config.train.cache_features=True needs config.train.freeze_encoder=True "
                      "(features of a trained encoder change every step)")
-  if config.data.views.enabled and not (config.train.cache_features
-                                        and config.data.dataset == "folder"):
-    raise ValueError("config.data.views.enabled=True needs config.data.dataset='folder' and "
-                     "config.train.cache_features=True (the views are encoded once)")
   if config.model.skip and config.model.decoder_type != "paper":
     raise ValueError(f"config.model.skip={config.model.skip!r} needs "
                      "config.model.decoder_type='paper' (the reference decoder has no skip)")
@@ -326,10 +351,14 @@ def validate(config, training=True):
   missing file or folder, one line naming the key and the value. ``training=False``
   (evaluation) does not need the ``config.init`` weight files.
   """
-  _check_keys(_plain(config), default_config().to_dict(), "config", complete=True)
-  _check_values(config)
+  recipe = load_recipe(config.get("recipe", ""))
+  _check_keys(_plain(config), defaults(config.get("recipe", "")).to_dict(), "config",
+              complete=True)
+  _check_values(config, checks=getattr(recipe, "CHECKS", ()))
   _check_data_needs(config.data)
   _check_together(config)
+  if hasattr(recipe, "check"):
+    recipe.check(config)
   _check_files(config, training)
 
 
@@ -345,10 +374,12 @@ def _merged(defaults, given):
 def resolve_data(data_config):
   """``data_config`` (``config.data``, a ConfigDict or dict; groups may be partial) over the
   defaults -> a complete ``ml_collections.ConfigDict``; an unknown key or a bad value
-  raises ``ValueError`` naming it."""
-  given, defaults = _plain(data_config), _data().to_dict()
-  _check_keys(given, defaults, "config.data", complete=False)
-  data = ml_collections.ConfigDict(_merged(defaults, given))
+  raises ``ValueError`` naming it. A group of keys the library does not have (a recipe's,
+  such as ``views``) is kept as it is: ``validate`` checks it with the recipe's checks."""
+  given, data_defaults = _plain(data_config), _data().to_dict()
+  own = {k: v for k, v in given.items() if k in data_defaults or not isinstance(v, dict)}
+  _check_keys(own, data_defaults, "config.data", complete=False)
+  data = ml_collections.ConfigDict(_merged(data_defaults, given))
   _check_values(ml_collections.ConfigDict({"data": data}), prefix="data.")
   _check_data_needs(data)
   return data
@@ -369,6 +400,10 @@ RENAMED = {
     "view_composites": "views.composites", "view_min_scale": "views.min_scale",
     "view_negatives": "views.negatives", "view_cache_dir": "views.cache_dir",
 }
+# Runs saved before config.recipe existed have the real-photo recipe's keys
+# (data.views, eval.partner_gate) whatever their config: those that turned it on are its
+# runs, the others lose its keys.
+LEGACY_RECIPE = "coseg_jax.proj.real_photos.recipe"
 # deleted config.data keys -> the value that did nothing (a run with another cannot be
 # reproduced by today's code)
 DELETED = {"view_permute": 0.0, "view_copastes": 0, "view_shared": 0.0}
@@ -378,8 +413,9 @@ def migrate(saved):
   """A run's saved config (a dict, as in its config.json) -> today's keys, as a dict.
 
   The flat ``config.data`` keys of older runs move into their groups (``RENAMED``), the
-  deleted keys (``DELETED``) are dropped when they hold the value that did nothing, and
-  keys the run's code did not have yet take their defaults. A config with today's keys
+  deleted keys (``DELETED``) are dropped when they hold the value that did nothing, a run
+  from before ``config.recipe`` gets ``LEGACY_RECIPE`` if it used it, and keys the run's
+  code did not have yet take their defaults. A config with today's keys
   comes back unchanged. A deleted key with another value raises ``ValueError`` naming it.
   """
   config = copy.deepcopy(dict(saved))
@@ -394,4 +430,11 @@ def migrate(saved):
     group, key = new.split(".")
     data.setdefault(group, {})[key] = value
   config["data"] = data
-  return _merged(default_config().to_dict(), config)
+  if "recipe" not in config:
+    evaluation = config.setdefault("eval", {})
+    if data.get("views", {}).get("enabled") or evaluation.get("partner_gate"):
+      config["recipe"] = LEGACY_RECIPE
+    else:
+      data.pop("views", None)
+      evaluation.pop("partner_gate", None)
+  return _merged(defaults(config.get("recipe", "")).to_dict(), config)

@@ -7,5 +7,7 @@ IGNORE = 255
 THRESHOLD = 0.5
 # The encoder's total stride (five 2x2 max-pools): image sides must be multiples of it.
 STRIDE = 32
+# The splits of every dataset (pairs and groups).
+SPLITS = ("train", "val", "test")
 # config.data.dataset values.
 DATASETS = ("synthetic", "voc", "folder", "tfds")

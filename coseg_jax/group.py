@@ -105,6 +105,16 @@ def pad(x, size):
   return np.concatenate([x, np.repeat(x[:1], size - len(x), axis=0)])
 
 
+def map_chunks(fn, x, chunk_size, progress=None):
+  """Yields (``fn(chunk)``, the chunk's number of rows) for the chunks of ``chunk_size``
+  rows of ``x``, the last one padded (``pad``), so that a jitted ``fn`` compiles once for
+  any length; each chunk is dispatched when the previous one has been taken. ``progress``
+  wraps the chunks (e.g. ``tqdm.tqdm``)."""
+  bounds = chunks(len(x), chunk_size)
+  for start, stop in progress(bounds) if progress else bounds:
+    yield fn(pad(x[start:stop], chunk_size)), stop - start
+
+
 def batch_of_one(f):
   """Encoder features of one image as a batch of one."""
   return jax.tree.map(lambda x: x[None], f)
@@ -160,12 +170,11 @@ def group_prototypes(model, variables, features, n):
 
 def group_attention(model, variables, images, chunk_size=8):
   """Algorithm 1, lines 2–4: (list of per-chunk feature maps, own attention [N, C])."""
-  images = as_group(images)
   features, alphas = [], []
-  for start, stop in chunks(len(images), chunk_size):
-    f, alpha = encode_chunk(model, variables, pad(images[start:stop], chunk_size))
+  encode = functools.partial(encode_chunk, model, variables)
+  for (f, alpha), count in map_chunks(encode, as_group(images), chunk_size):
     features.append(f)
-    alphas.append(np.asarray(alpha)[:stop - start])
+    alphas.append(np.asarray(alpha)[:count])
   return features, np.concatenate(alphas)
 
 

@@ -219,16 +219,16 @@ def guided_filter(probs, image, radius=GUIDED_RADIUS, eps=GUIDED_EPS):
     guide = to_original_size(guide.astype(np.float32), probs.shape).astype(np.float64)
   guide /= 255.0
   r = max(1, round(radius * max(probs.shape)))
-  mean_i, mean_p = _box_mean(guide, r), _box_mean(probs, r)
-  cov_ip = _box_mean(guide * probs, r) - mean_i * mean_p
-  var_i = _box_mean(guide * guide, r) - mean_i * mean_i
+  mean_i, mean_p = box_mean(guide, r), box_mean(probs, r)
+  cov_ip = box_mean(guide * probs, r) - mean_i * mean_p
+  var_i = box_mean(guide * guide, r) - mean_i * mean_i
   a = cov_ip / (var_i + eps)
   b = mean_p - a * mean_i
-  refined = _box_mean(a, r) * guide + _box_mean(b, r)
+  refined = box_mean(a, r) * guide + box_mean(b, r)
   return np.clip(refined, 0, 1).astype(np.float32)
 
 
-def _box_mean(x, r):
+def box_mean(x, r):
   """The mean of x over the (2r + 1)^2 window around each pixel, clipped at the borders."""
   total = np.pad(x, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
   height, width = x.shape

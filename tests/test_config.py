@@ -9,8 +9,8 @@ import pytest
 
 from coseg_jax import config as config_lib
 from coseg_jax import runs
-from coseg_jax.proj.real_photos import views
-from coseg_jax.training import feature_cache, workdir
+from coseg_jax.proj.real_photos import recipe, view_cache, views
+from coseg_jax.training import workdir
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ("default", "ca", "fca", "csa", "demo", "cpu_frozen", "reference_ca")
@@ -26,8 +26,9 @@ def load(name):
 
 
 def valid_config(tmp_path):
-  """The paper's config with an existing (empty) data folder: valid for evaluation."""
-  config = config_lib.default_config()
+  """The paper's config with the real-photo recipe's keys and an existing (empty) data
+  folder: valid for evaluation."""
+  config = recipe.add_config(config_lib.default_config())
   config.data.root = str(tmp_path)
   return config
 
@@ -65,6 +66,8 @@ def test_default_file_is_the_papers_settings():
     ("eval.threshold", "foo", r"config.eval.threshold = 'foo' is invalid: expected 'adaptive', "
      r"'otsu' or a number in \(0, 1\)"),
     ("eval.threshold", "1.5", "config.eval.threshold = '1.5' is invalid"),
+    ("eval.during_training", "nope", "config.eval.during_training = 'nope' is invalid: "
+     "expected '' or a mode: pairs"),
 ])
 def test_bad_values_are_named(tmp_path, key, value, message):
   config = valid_config(tmp_path)
@@ -94,8 +97,32 @@ def test_unknown_and_missing_keys_are_named_at_any_level(tmp_path):
   del config.eval.threshold
   with pytest.raises(ValueError, match="config.eval.threshold missing"):
     config_lib.validate(config)
-  with pytest.raises(ValueError, match=r"config.data.views = True is invalid: expected a group"):
+  with pytest.raises(ValueError, match=r"unknown config key config.data.views \(now config."
+                     r"data.views.enabled\)"):
     config_lib.resolve_data({"views": True})
+
+
+def test_a_recipes_keys_need_the_recipe(tmp_path):
+  config = config_lib.default_config()
+  config.data.root = str(tmp_path)
+  config_lib.validate(config, training=False)
+  config.eval.partner_gate = True
+  with pytest.raises(ValueError, match=r"unknown config key config.eval.partner_gate"):
+    config_lib.validate(config, training=False)
+  del config.eval.partner_gate
+  config.data.views = {"enabled": True}
+  with pytest.raises(ValueError, match=r"unknown config key config.data.views; known keys"):
+    config_lib.validate(config, training=False)
+  config = valid_config(tmp_path)
+  assert config.recipe == "coseg_jax.proj.real_photos.recipe"
+  config.recipe = "coseg_jax.no_such_recipe"
+  with pytest.raises(ValueError, match=r"config.recipe = 'coseg_jax.no_such_recipe': cannot "
+                     "import it"):
+    config_lib.validate(config, training=False)
+  config.recipe = "coseg_jax.constants"
+  with pytest.raises(ValueError, match="is not a recipe module: it has no add_config"):
+    config_lib.validate(config, training=False)
+  assert config_lib.resolve_data(valid_config(tmp_path).data).views.crops == 2  # kept as is
 
 
 def test_files_and_keys_that_go_together(tmp_path):
@@ -124,7 +151,7 @@ def test_files_and_keys_that_go_together(tmp_path):
 
 def test_resolve_data_fills_partial_groups():
   data = config_lib.resolve_data({"dataset": "synthetic", "synthetic": {"num_pairs": 3}})
-  assert (data.synthetic.num_pairs, data.synthetic.num_groups, data.views.crops) == (3, 16, 2)
+  assert (data.synthetic.num_pairs, data.synthetic.num_groups) == (3, 16)
 
 
 def old_run_config():
@@ -142,6 +169,17 @@ def test_an_old_runs_flat_keys_migrate():
   assert migrated == json.loads(json.dumps(old_run_config().to_dict()))
   assert config_lib.migrate(migrated) == migrated  # today's keys pass unchanged
   assert workdir.config_changes(saved, old_run_config()) == {}
+
+
+def test_old_runs_that_did_not_use_the_recipe_lose_its_keys():
+  saved = config_lib.default_config().to_dict()
+  del saved["recipe"]
+  saved["data"]["views"] = {"enabled": False, "crops": 2}
+  saved["eval"]["partner_gate"] = False
+  assert config_lib.migrate(saved) == config_lib.default_config().to_dict()
+  saved["eval"]["partner_gate"] = True  # the gate: the recipe's run
+  migrated = config_lib.migrate(saved)
+  assert (migrated["recipe"], migrated["data"]["views"]["crops"]) == (recipe.NAME, 2)
 
 
 def test_migrate_refuses_a_deleted_feature_in_use():
@@ -171,5 +209,5 @@ def test_the_view_cache_key_is_unchanged():
   """The cached views of runs before the data keys were grouped are found again."""
   config = old_run_config()
   view_config = views.ViewConfig.from_data_config(config.data, config.seed)
-  key = feature_cache._digest(dataclasses.asdict(view_config))  # pylint: disable=protected-access
+  key = view_cache.digest(dataclasses.asdict(view_config))
   assert key == "708e46670898fd25024b18a0"

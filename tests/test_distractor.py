@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from coseg_jax import CoSegNet, init_variables
-from coseg_jax.data import paste
+from coseg_jax.data import paste, resize
 from coseg_jax.evaluators import distractor as distractors, evaluate, modes, report as report_lib
+from coseg_jax.proj.real_photos import recipe
 from test_evaluators import save_random_run
 from test_group import pair_probs, sharpened
 from tiny import SIZE, SMALL, tiny_config
@@ -33,7 +34,7 @@ def toy_groups(sizes=(3, 3, 3), empty=()):
         image[mask] = COLOURS[g]
       images.append(image)
       masks.append(mask)
-    inputs = np.stack([np.asarray(paste._pil_resize(im, (SIZE, SIZE))) for im in images])
+    inputs = np.stack([resize.resize_image(im, SIZE) for im in images])
     groups.append({"name": f"class{g}", "images": images, "masks": masks, "inputs": inputs})
   return groups
 
@@ -110,7 +111,7 @@ def test_model_segmenter_is_the_pair_forward():
 
 
 def test_eval_distractor_modes_on_synthetic_groups(tmp_path):
-  config = tiny_config()
+  config = recipe.add_config(tiny_config())  # its partner gate: distractor_gate
   save_random_run(tmp_path / "run", config)
   report = evaluate.run(workdir=tmp_path / "run", modes=DISTRACTOR_MODES,
                         chunk_size=4)

@@ -13,8 +13,10 @@ import pytest
 
 from coseg_jax import checkpoints, maps, metrics, models, runs, weights
 from coseg_jax.training import trainer as train_lib
-from coseg_jax.evaluators import evaluate, groups as group_protocol, modes, report as report_lib
+from coseg_jax.evaluators import common, evaluate, groups as group_protocol, modes
+from coseg_jax.evaluators import report as report_lib
 from coseg_jax.data import images
+from coseg_jax.proj.real_photos.partner_gate import GATE
 from test_group import sharpened, uint8_images
 from tiny import SIZE, tiny_config
 
@@ -182,7 +184,7 @@ def test_load_run_errors_name_the_path(trained_run, tmp_path):
 
 def mode_probs(model, variables, inputs):
   group_modes = [m for m in modes.MODES.values() if m.protocol == "groups"]
-  return {m.name: group_protocol.segmenter(m, model, variables, chunk_size=2)(inputs)
+  return {m.name: group_protocol.segmenter(m, model, variables, chunk_size=2, gate=GATE)(inputs)
           for m in group_modes}
 
 
@@ -296,7 +298,7 @@ def test_box_mean_and_guided_filter_by_hand():
   x = np.random.default_rng(0).uniform(size=(7, 9))
   brute = np.array([[x[max(0, i - 2):i + 3, max(0, j - 2):j + 3].mean() for j in range(9)]
                     for i in range(7)])
-  np.testing.assert_allclose(maps._box_mean(x, 2), brute, atol=1e-12)  # pylint: disable=protected-access
+  np.testing.assert_allclose(maps.box_mean(x, 2), brute, atol=1e-12)
   flat = np.full((20, 30, 3), 90, np.uint8)  # no edge in the image: a constant stays constant
   np.testing.assert_allclose(maps.guided_filter(np.full((20, 30), 0.3), flat), 0.3, atol=1e-6)
   assert maps.refiner("") is None
@@ -349,3 +351,25 @@ def test_refined_maps_follow_the_image_edges(name, params, centre):
       name, **params))["m"]["average"]["jaccard"]
   assert plain == pytest.approx(min(30, 60 - centre - 1) / max(30, 60 - centre - 1))
   assert refined > plain + 0.05
+
+
+def test_every_protocol_is_built_and_run_the_same_way(tmp_path):
+  config = tiny_config()
+  model = models.build(config.model)
+  variables = weights.init_variables(model, jax.random.key(0), SIZE)
+  for protocol, names in (("pairs", ["pairs", "pairs_all_foreground"]),
+                          ("groups", ["group_mean", "center_box"]),
+                          ("distractor", ["distractor"]), ("saliency", ["group_min"])):
+    finished = []
+    evaluator = common.build(protocol, config, names, chunk_size=4, save_maps=str(tmp_path),
+                             on_result=lambda mode, _: finished.append(mode))
+    results = evaluator.run(model, variables)
+    assert list(results) == names == finished, protocol
+    assert all(0 <= common.jaccard(r) <= 1 for r in results.values()), protocol
+  assert results["group_min"]["sod"]["maps"] == str(tmp_path / "coseg_jax" / "synthetic")
+  assert [m.name for m in common.build("groups", config).modes] == list(
+      modes.DEFAULT_GROUP_MODES)  # the dataset's defaults of the protocol
+  with pytest.raises(ValueError, match=r"modes \['group_mean'\] are not of the pairs protocol"):
+    common.build("pairs", config, ["group_mean"])
+  with pytest.raises(ValueError, match="mode group_mean_gate is gated, and the config's recipe"):
+    common.build("groups", config, ["group_mean_gate"]).run(model, variables)

@@ -25,6 +25,7 @@ from coseg_jax import checkpoints, group, models, runs, weights
 from coseg_jax.training import trainer as train_lib, workdir
 from coseg_jax.apps import cli, port_weights, segment, voc_pairs
 from coseg_jax.evaluators import evaluate
+from coseg_jax.proj.real_photos import recipe
 from coseg_jax.training.metric_log import read_jsonl
 import test_evaluators as evaluate_tests
 from test_segment import noise
@@ -143,7 +144,7 @@ def test_second_run_on_a_workdir_is_refused_and_a_stale_lock_taken_over(run_copy
     ("eval.threshold", "1.5", r"'adaptive', 'otsu' or a number in \(0, 1\)"),
 ])
 def test_numeric_config_values_are_checked_at_start_up(tmp_path, key, value, expected):
-  config = tiny_config(STEPS)
+  config = recipe.add_config(tiny_config(STEPS))
   section, _, name = key.rpartition(".")
   (config[section] if section else config)[name] = value
   with pytest.raises(ValueError, match=f"config.{key} = {value!r} is invalid: expected {expected}"):

@@ -10,7 +10,7 @@ import pytest
 
 from coseg_jax import config as config_lib
 from coseg_jax.data import folders
-from coseg_jax.proj.real_photos import pairs, views
+from coseg_jax.proj.real_photos import pairs, recipe, views
 from coseg_jax.training import trainer as train_lib
 
 from test_views import SIZE, views_config, write_folder_dataset
@@ -105,7 +105,7 @@ def test_fractions_are_checked(groups):
     sampler(v, None, pasted=0.2)
   with pytest.raises(ValueError, match="at most 1"):
     sampler(v, rows, pasted=0.7, lacking=0.5)
-  config = config_lib.default_config()
+  config = recipe.add_config(config_lib.default_config())
   config.data.views.lacking = 1.5
   with pytest.raises(ValueError, match=r"config.data.views.lacking = 1.5 is invalid"):
     config_lib.validate(config, training=False)

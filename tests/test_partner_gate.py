@@ -86,7 +86,8 @@ def test_pairs_are_gated_by_the_partner_of_each_pair(fca):
   model, variables = fca
   c = distractors.render(toy_groups(), SIZE)
   pairs = np.concatenate([c.pairs(t) for t in distractors.TARGETS])[::4]
-  gated = distractors.segmenter(modes.MODES["distractor_gate"], model, variables, 2)(c.images, pairs)
+  gated = distractors.segmenter(modes.MODES["distractor_gate"], model, variables, 2,
+                                  gate=GATE)(c.images, pairs)
   for k, (a, b) in enumerate(pairs):
     pair = group.segment_group(model, variables, c.images[[a, b]], leave_one_out=True,
                                gate=GATE)

@@ -11,6 +11,7 @@ import pytest
 from coseg_jax import models, release, runs, weights
 from coseg_jax.apps import release as release_app, segment
 from coseg_jax.evaluators import evaluate
+from coseg_jax.proj.real_photos import recipe
 from test_evaluators import save_random_run
 from test_segment import noise
 from tiny import ENCODER_WIDTHS, SIZE, tiny_config
@@ -119,7 +120,7 @@ def test_segment_and_eval_take_the_released_file(frozen_run, tmp_path):
                                           "8 x 8")])
 def test_a_skip_model_travels_with_its_skip(frozen_run, tmp_path, skip, cells):
   """The recipe's skips (their own parameters, the frozen encoder left out) load back."""
-  config = runs.load_run(workdir=frozen_run)[0]
+  config = recipe.add_config(runs.load_run(workdir=frozen_run)[0])
   config.model.skip = skip
   config.eval.threshold, config.eval.partner_gate = "adaptive", True  # as the recipe's runs
   run = save_random_run(tmp_path / "run", config)

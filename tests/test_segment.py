@@ -7,6 +7,7 @@ import pytest
 from coseg_jax import pictures
 from coseg_jax.apps import segment
 from coseg_jax.data import images
+from coseg_jax.proj.real_photos import recipe
 from test_evaluators import save_random_run
 from tiny import tiny_config
 
@@ -15,7 +16,7 @@ CELL = segment.SHEET_CELL
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-  return save_random_run(tmp_path_factory.mktemp("run"), tiny_config())
+  return save_random_run(tmp_path_factory.mktemp("run"), recipe.add_config(tiny_config()))
 
 
 def noise(height, width, channels=3, seed=0, dtype=np.uint8, high=256):
@@ -156,7 +157,9 @@ def test_errors_name_the_path(run_dir, tmp_path):
     run_segment(run_dir, [tmp_path / "empty"], tmp_path / "out")
   (good / "bad.png").write_bytes(b"not an image at all")
   with pytest.raises(SystemExit, match=f"{good}/bad.png: cannot read as an image"):
-    run_segment(run_dir, [good], tmp_path / "out")
+    run_segment(run_dir, [good], tmp_path / "out", "--on_unreadable=error")
+  with pytest.raises(SystemExit, match="no file could be read as an image"):
+    run_segment(run_dir, [good / "bad.png"], tmp_path / "out")
   with pytest.raises(SystemExit, match="--threshold='1.5': expected 'adaptive', 'otsu' or a number"):
     run_segment(run_dir, [good], tmp_path / "out", "--threshold=1.5")
   with pytest.raises(SystemExit, match="--image_size=40: expected a positive multiple of 32"):
@@ -208,7 +211,7 @@ def test_rerun_into_the_images_folder_reads_no_outputs(run_dir, tmp_path):
 def test_the_default_threshold_and_gate_are_the_runs(tmp_path):
   """Without --threshold and --partner_gate a run is segmented as its evaluation was
   (config.eval.threshold, config.eval.partner_gate)."""
-  config = tiny_config()
+  config = recipe.add_config(tiny_config())
   config.eval.threshold, config.eval.partner_gate = "0.3", True
   run = save_random_run(tmp_path / "run", config)
   (tmp_path / "photos").mkdir()
@@ -251,3 +254,30 @@ def test_the_default_refinement_is_the_runs(tmp_path, capsys):
                          for d in ("out", "given", "plain"))
     np.testing.assert_array_equal(out, given)
     assert np.abs(out.astype(int) - plain).max() > 50  # the CRF's P(foreground), sharp
+
+
+def truncated_jpeg(path, seed=0):
+  """A real JPEG cut in half: its header reads, its pixels do not."""
+  Image.fromarray(noise(48, 64, seed=seed)).save(path, quality=90)
+  data = path.read_bytes()
+  path.write_bytes(data[:len(data) // 2])
+  return path
+
+
+def test_an_unreadable_photo_is_skipped_and_listed(run_dir, tmp_path, capsys):
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  for n in range(3):
+    Image.fromarray(noise(48, 64, seed=n)).save(photos / f"ok_{n}.jpg")
+  broken = truncated_jpeg(photos / "broken.jpg")
+  with pytest.raises(images.ImageReadError):
+    images.read_image(broken)
+  run_segment(run_dir, [photos], tmp_path / "out")
+  printed = capsys.readouterr().out
+  assert f"warning: skipped {broken}: " in printed
+  assert f"skipped 1 unreadable file(s) (--on_unreadable=error stops at them): {broken}" in printed
+  assert sorted(p.name for p in (tmp_path / "out").glob("*_mask.png")) == [
+      f"ok_{n}_mask.png" for n in range(3)]
+  with pytest.raises(SystemExit, match=f"error: {broken}: cannot decode image data"):
+    run_segment(run_dir, [photos], tmp_path / "refused", "--on_unreadable=error")
+  assert not list((tmp_path / "refused").glob("*_mask.png"))

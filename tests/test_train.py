@@ -13,6 +13,7 @@ import pytest
 from coseg_jax import checkpoints
 from coseg_jax.training import trainer as train_lib
 from coseg_jax.training.metric_log import read_jsonl
+from tiny import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVER = os.path.join(REPO, "tests", "train_driver.py")
@@ -173,3 +174,16 @@ def test_bfloat16_compute_keeps_float32_state(tmp_path):
   x = jax.numpy.zeros((1, 64, 64, 3))
   f = model.apply({"params": state.params}, x, method=model.encode)
   assert f.dtype == jax.numpy.bfloat16
+
+
+@pytest.mark.slow
+def test_a_group_mode_is_logged_at_validation(tmp_path):
+  """config.eval.during_training: the held-out groups scored at every validation."""
+  config = tiny_config()
+  config.eval.during_training = "group_mean"
+  config.eval.max_batches = 1
+  config.train.eval_every = 1
+  train_lib.train_and_evaluate(config, str(tmp_path / "run"))
+  logged = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "val_jaccard" in r]
+  assert [r["step"] for r in logged] == [1, 2]
+  assert all(0 <= r["val_group_mean_jaccard"] <= 1 for r in logged)

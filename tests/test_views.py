@@ -13,7 +13,7 @@ from PIL import Image
 
 from coseg_jax import config as config_lib
 from coseg_jax.data import folders
-from coseg_jax.proj.real_photos import views
+from coseg_jax.proj.real_photos import recipe, view_cache, views
 from coseg_jax.training import feature_cache, trainer as train_lib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -123,7 +123,7 @@ def test_negative_pairs_have_empty_targets(groups):
 
 
 def views_config(root, cache_dir, steps=2):
-  config = tiny_config(steps)
+  config = recipe.add_config(tiny_config(steps))
   config.model.attention = "fca"
   config.data.dataset = "folder"
   config.data.root = str(root)
@@ -147,21 +147,21 @@ def test_view_features_are_cached_on_disk(tmp_path):
       config, model, jax.random.key(0)).params)
   dataset = folders.scan(root)
   view_config = views.ViewConfig(size=64, crops=1, composites=1)
-  built, features = feature_cache.view_features(dataset, view_config, model,
+  built, features = view_cache.view_features(dataset, view_config, model,
                                                 {"params": variables}, config.data.views.cache_dir)
   files = sorted((tmp_path / "cache").iterdir())
   assert len(files) == 1 and files[0].suffix == ".npz"
   assert features.dtype == np.float16 and features.shape == (len(built.labels), 2, 2, 16)
   direct = feature_cache.encode_images(model, {"params": variables}, built.images[:3])
   np.testing.assert_array_equal(features[:3], direct)
-  read, cached = feature_cache.view_features(dataset, view_config, model, {"params": variables},
+  read, cached = view_cache.view_features(dataset, view_config, model, {"params": variables},
                                              config.data.views.cache_dir)
   assert read.images is None
   np.testing.assert_array_equal(cached, features)
   np.testing.assert_array_equal(read.labels, built.labels)
   assert sorted((tmp_path / "cache").iterdir()) == files  # read, not rebuilt
   other = views.ViewConfig(size=64, crops=0, composites=1)
-  feature_cache.view_features(dataset, other, model, {"params": variables},
+  view_cache.view_features(dataset, other, model, {"params": variables},
                               config.data.views.cache_dir)
   assert len(list((tmp_path / "cache").iterdir())) == 2  # other views: another cache
 
@@ -173,7 +173,7 @@ def test_the_cache_key_follows_the_files_bytes_not_their_place_or_times(tmp_path
   config = views_config(root, tmp_path / "cache")
   model = train_lib.models.build(config.model)
   variables = {"params": train_lib.create_state(config, model, jax.random.key(0)).params}
-  key = lambda r: feature_cache.view_cache_path(folders.scan(r), {"size": 64}, model, variables)
+  key = lambda r: view_cache.view_cache_path(folders.scan(r), {"size": 64}, model, variables)
   copy = shutil.copytree(root, tmp_path / "elsewhere" / "data", copy_function=shutil.copyfile)
   mask = copy / "masks" / "red" / "img_0.png"
   os.utime(mask, (1, 1))
@@ -193,14 +193,14 @@ def test_skip_features_are_cached_apart_from_pool5_only_ones(tmp_path):
     model = train_lib.models.build(config.model)
     variables = {"params": jax.tree.map(np.asarray, train_lib.create_state(
         config, model, jax.random.key(0)).params)}
-    built[skip] = feature_cache.view_features(dataset, view_config, model, variables,
+    built[skip] = view_cache.view_features(dataset, view_config, model, variables,
                                               config.data.views.cache_dir)[1]
   assert len(list((tmp_path / "cache").iterdir())) == 2  # one each, read back the second time
   features = built["pool4"]
   assert sorted(features) == ["pool4", "pool5"] and features["pool4"].dtype == np.float16
   assert features["pool4"].shape == (len(features["pool5"]), 4, 4, 16)
   np.testing.assert_array_equal(features["pool5"], built[""])  # the same encoder
-  again = feature_cache.view_features(dataset, view_config, model.clone(skip="pool4"), variables,
+  again = view_cache.view_features(dataset, view_config, model.clone(skip="pool4"), variables,
                                       config.data.views.cache_dir)[1]
   jax.tree.map(np.testing.assert_array_equal, again, features)
 

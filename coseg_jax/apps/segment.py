@@ -13,6 +13,8 @@ again over the same folders gives the same masks. Every image is read with
 ``coseg_jax.data.images.read_image`` (grey, palette, RGBA, 16-bit and EXIF orientation
 handled), resized to S x S for the model, and its S x S foreground probability map resized
 back to the image's size (bilinear) and binarised (``coseg_jax.maps``: 0.5, adaptive or otsu).
+A file that cannot be read as an image (truncated, corrupt) is skipped with a warning naming
+it, and listed again at the end; ``--on_unreadable=error`` stops at it instead.
 Written per group (in ``--out``, or ``--out/<group>/`` when there are several groups):
 
 * ``<stem>_mask.png``: the mask, 0/255, at the image's original size;
@@ -35,19 +37,19 @@ from absl import flags
 import numpy as np
 import tqdm
 
-from coseg_jax import files as files_lib, group, maps, pictures, plots, runs
+from coseg_jax import config as config_lib, files as files_lib, group, maps, pictures, plots, runs
 from coseg_jax.apps import cli
 from coseg_jax.constants import THRESHOLD
 from coseg_jax.data import folders, images
 from coseg_jax.data.resize import resize_image
 from coseg_jax.models import CoSegNet, check_size
 from coseg_jax.models.attention import REDUCTIONS
-from coseg_jax.proj.real_photos.partner_gate import GATE
 
 SHEET_CELL = 160
 # What this command writes beside each image: never read back as an image.
 MASK, OVERLAY, PROB, ATTENTION = OUTPUT_SUFFIXES = ("_mask", "_overlay", "_prob", "_attention")
 SHEET, PCA = OUTPUT_NAMES = ("contact_sheet", "attention_pca")
+ON_UNREADABLE = ("skip", "error")
 
 
 def is_output(path):
@@ -118,6 +120,27 @@ def load_inputs(files, image_size):
   return np.stack([resize_image(images.read_image(path), image_size) for path in files])
 
 
+def readable(files, image_size, on_unreadable="skip", log=print):
+  """(the files that read as images, their uint8 [N, S, S, 3] inputs, the files skipped).
+
+  ``on_unreadable``: "skip" (a warning naming the file) or "error" (its ``ImageReadError``).
+  """
+  if on_unreadable not in ON_UNREADABLE:
+    raise ValueError(f"--on_unreadable={on_unreadable!r}: expected one of {ON_UNREADABLE}")
+  kept, inputs, skipped = [], [], []
+  for path in files:
+    try:
+      inputs.append(resize_image(images.read_image(path), image_size))
+    except images.ImageReadError as e:
+      if on_unreadable == "error":
+        raise
+      log(f"warning: skipped {path}: {cli.message(e)}")
+      skipped.append(path)
+      continue
+    kept.append(path)
+  return kept, (np.stack(inputs) if inputs else None), skipped
+
+
 def spatial_attention(model, variables, inputs, chunk_size=8):
   """(the model's spatial attention alpha^s [N, h, w], channel attention [N, C]) of every image."""
   features, alphas = group.group_attention(model, variables, inputs, chunk_size)
@@ -167,11 +190,13 @@ def write_group(out_dir, files, probs, heat=None, save_probs=False, threshold=TH
 def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out=False,
                    chunk_size=8, image_size=None, save_attention=False, save_probs=False,
                    threshold=None, partner_gate=None, refine=None, vgg16_weights=None,
-                   log=print):
+                   on_unreadable="skip", log=print):
   """Co-segments every group of ``image_paths`` and writes the pictures to ``out``.
 
   ``threshold`` / ``partner_gate`` / ``refine`` None: the run's ``config.eval.threshold`` /
-  ``partner_gate`` / ``refine`` (what its evaluation used).
+  ``partner_gate`` / ``refine`` (what its evaluation used). ``on_unreadable``: "skip" a
+  file that cannot be read as an image (a warning names it; a summary at the end lists
+  them all) or "error" (stop at it).
   Returns {group name: its output folder}.
   """
   groups = find_groups(image_paths)
@@ -192,19 +217,27 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
     threshold = maps.parse_threshold(config.eval.threshold, "the run's config.eval.threshold")
     log(f"threshold {threshold} (the run's config.eval.threshold; --threshold to change it)")
   if partner_gate is None:
-    partner_gate = config.eval.partner_gate
-    log(f"partner gate {'on' if partner_gate else 'off'} (the run's config.eval.partner_gate; "
-        "--partner_gate / --nopartner_gate to change it)")
+    partner_gate = config_lib.gate_by_default(config)
+    log(f"partner gate {'on' if partner_gate else 'off'} (the run's recipe, config.recipe="
+        f"{config.recipe!r}; --partner_gate / --nopartner_gate to change it)")
+  gate = config_lib.recipe_gate(config) if partner_gate else None
+  if partner_gate and gate is None:
+    raise ValueError(f"--partner_gate: the run's recipe (config.recipe={config.recipe!r}) "
+                     "offers no gate; the real-photo recipe's runs (configs/cpu_frozen.py) do")
   if refine is None:
     log(f"refinement {config.eval.refine or 'none'} (the run's config.eval.refine; --refine "
         "to change it)")
   refiner = maps.configured_refiner(config.eval, refine)
-  written, alphas, labels = {}, [], []
+  written, alphas, labels, skipped = {}, [], [], []
   for name, files in tqdm.tqdm(groups, desc="segment", unit="group", leave=False,
                                disable=len(groups) < 2, dynamic_ncols=True):
-    inputs = load_inputs(files, size)
+    files, inputs, unread = readable(files, size, on_unreadable, log)
+    skipped += unread
+    if not files:
+      log(f"warning: {name}: no readable image, nothing written")
+      continue
     probs = group.segment_group(model, variables, inputs, reduce, chunk_size, leave_one_out,
-                                gate=GATE if partner_gate else None)
+                                gate=gate)
     heat = None
     if save_attention:
       heat, group_alphas = spatial_attention(model, variables, inputs, chunk_size)
@@ -217,6 +250,12 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
     path = plots.attention_embedding(pca_2d(np.concatenate(alphas)), labels,
                                      out / f"{PCA}.png")
     log(f"channel-attention PCA -> {path}")
+  if skipped:
+    log(f"skipped {len(skipped)} unreadable file(s) (--on_unreadable=error stops at them): "
+        + ", ".join(map(str, skipped)))
+  if not written:
+    raise images.ImageReadError(f"--images: no file could be read as an image "
+                                f"({', '.join(map(str, skipped))})")
   return written
 
 
@@ -262,9 +301,13 @@ def define(fv):
   flags.DEFINE_string("vgg16_weights", None, "A released model (coseg_jax.release) without "
                       "its encoder: the VGG16 weights it was trained with (default: the path "
                       "it records).", flag_values=fv)
+  flags.DEFINE_enum("on_unreadable", "skip", list(ON_UNREADABLE), "A file that cannot be read "
+                    "as an image (truncated, corrupt): skip it with a warning (and list it at "
+                    "the end), or stop with an error.", flag_values=fv)
   flags.DEFINE_bool("partner_gate", None, "Keep in each image what resembles the other "
-                    "images' foreground (coseg_jax.proj.real_photos.partner_gate). Default: "
-                    "the run's config.eval.partner_gate.", flag_values=fv)
+                    "images' foreground (the gate of the run's recipe, config.recipe). Default: "
+                    "the recipe's choice (config.eval.partner_gate of the real-photo "
+                    "recipe).", flag_values=fv)
 
 
 def segment(fv, args):
@@ -276,7 +319,7 @@ def segment(fv, args):
       fv.checkpoint, fv.images, fv.out, reduce=fv.reduce, leave_one_out=fv.leave_one_out,
       chunk_size=fv.chunk_size, image_size=fv.image_size, save_attention=fv.save_attention,
       save_probs=fv.save_probs, threshold=fv.threshold, partner_gate=fv.partner_gate,
-      refine=fv.refine, vgg16_weights=fv.vgg16_weights)
+      refine=fv.refine, vgg16_weights=fv.vgg16_weights, on_unreadable=fv.on_unreadable)
 
 
 def main(argv=None):

@@ -23,7 +23,6 @@ def define(fv):
   flags.DEFINE_integer("groups", 0, "Also score the oracle on this many groups.", flag_values=fv)
   flags.DEFINE_integer("group_size", 8, "Images per group.", flag_values=fv)
   flags.DEFINE_string("preview", "", "Write a contact sheet PNG of 6 pairs here.", flag_values=fv)
-  flags.DEFINE_bool("debug", False, cli.DEBUG_HELP, flag_values=fv)
 
 
 def measure(fv, args):

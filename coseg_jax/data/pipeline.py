@@ -36,13 +36,11 @@ import grain
 import numpy as np
 
 from coseg_jax import config as config_lib
-from coseg_jax.constants import IGNORE
+from coseg_jax.constants import IGNORE, SPLITS
 from coseg_jax.data import folders
 from coseg_jax.data import synthetic
 from coseg_jax.data import voc
 from coseg_jax.data import resize
-
-SPLITS = ("train", "val", "test")
 
 
 def _check_split(split):

@@ -32,14 +32,13 @@ import numpy as np
 from PIL import Image
 import tqdm
 
-from coseg_jax.constants import IGNORE as VOID
+from coseg_jax.constants import IGNORE as VOID, SPLITS
 from coseg_jax.data import images
 
 CLASS_NAMES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor")  # label k (1..20) is CLASS_NAMES[k - 1]; 0 is background
-SPLITS = ("train", "val", "test")
 _LAYOUT = """expected a PASCAL VOC 2012 folder laid out as
   VOC2012/JPEGImages/<id>.jpg
   VOC2012/SegmentationClass/<id>.png

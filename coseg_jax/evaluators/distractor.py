@@ -29,7 +29,6 @@ from coseg_jax import group, maps, metrics
 from coseg_jax.constants import THRESHOLD
 from coseg_jax.data import paste, pipeline, resize
 from coseg_jax.evaluators import groups as group_protocol
-from coseg_jax.proj.real_photos.partner_gate import GATE
 
 TARGETS = ("own", "pasted")  # the target object of each of a composite's two pairs
 TRIES = 5  # donors tried per image before it is left out (the paste found no place)
@@ -119,14 +118,14 @@ def _composite(groups, items, donors, k, size, rng):
   return None
 
 
-def segmenter(mode, model, variables, chunk_size=8):
+def segmenter(mode, model, variables, chunk_size=8, gate=None):
   """fn(images [M, S, S, 3], pairs [P, 2]) -> P(foreground) [P, S, S] of each pair's first
-  image: co-segmented with its second (``group.decode_pairs``, gated if ``mode.gate``), or
-  by a baseline that sees the first image alone."""
+  image: co-segmented with its second (``group.decode_pairs``, gated with ``gate`` if
+  ``mode.gate``), or by a baseline that sees the first image alone."""
   if not mode.is_model:
     single = group_protocol.segmenter(mode, model, variables, chunk_size)
     return lambda images, pairs: single(images[pairs[:, 0]])
-  gate = GATE if mode.gate else None
+  gate = group_protocol.mode_gate(mode, gate)
 
   def segment(images, pairs):
     chunks = group.decode_pairs(model, variables, images, pairs, chunk_size, gate)

@@ -5,33 +5,22 @@ The data and the output path are checked before any work; the report
 (``evaluators.report``) is written after each mode, so a finished mode is never lost.
 """
 
-import pathlib
-
 from coseg_jax import config as config_lib, maps, release, runs
-from coseg_jax.data import pipeline
-from coseg_jax.evaluators import distractor, groups, pairs, report as report_lib, saliency
-from coseg_jax.evaluators import modes as modes_lib
+from coseg_jax.evaluators import common, groups, modes as modes_lib, report as report_lib
 
 
-def dataset_name(data_config):
-  """The dataset's name in reports: a folder dataset's folder name, a TFDS dataset's name
-  ("voc2012_coseg_512"), else the dataset kind."""
-  if data_config.dataset == "folder":
-    return pathlib.Path(data_config.root).expanduser().absolute().name
-  if data_config.dataset == "tfds":
-    return data_config.tfds.name.replace("/", "_")
-  return data_config.dataset
-
-
-def map_writer(save_maps, method, data_config, modes):
-  """A ``saliency.MapWriter`` for the group ``modes``, or None when ``save_maps`` is empty."""
-  if not save_maps:
-    return None
-  names = [m.name for m in modes_lib.of(modes, "groups")]
-  if not names:
+def protocols(modes, save_maps):
+  """[(protocol, its modes)] in the order of ``evaluators.common.PROTOCOLS``; with
+  ``save_maps`` the group modes run as the saliency protocol."""
+  found = []
+  for protocol in modes_lib.PROTOCOLS:
+    of = modes_lib.of(modes, protocol)
+    if of:
+      found.append(("saliency" if protocol == "groups" and save_maps else protocol, of))
+  if save_maps and not modes_lib.of(modes, "groups"):
     raise ValueError(f"save_maps={save_maps!r}: maps come from the group modes, and none of "
                      f"{[m.name for m in modes]} is one")
-  return saliency.MapWriter(save_maps, method, dataset_name(data_config), names)
+  return found
 
 
 def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test", chunk_size=None,
@@ -41,7 +30,7 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
 
   The settings are ``config.eval``'s (``modes``: names, empty for the dataset's defaults;
   ``threshold``: 0.5, "adaptive" or "otsu", binarising the group and distractor maps;
-  ``partner_gate``: the default modes gated;
+  the recipe's gate (``config.recipe``) on the default modes if it says so;
   ``chunk_size``; ``refine``: a refinement of the group modes' maps at the image's size,
   ``maps.refiner``); the arguments of the same names, when given, override them. With
   ``save_maps`` the group modes' maps are written under ``<save_maps>/<method>/<dataset>/``
@@ -57,15 +46,14 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   config_lib.validate(config, training=False)
   settings = config.eval
   threshold = maps.parse_threshold(settings.threshold if threshold is None else threshold)
-  chunk_size = settings.chunk_size if chunk_size is None else chunk_size
-  data_config = config.data
-  modes = modes_lib.parse(settings.modes if modes is None else modes,
-                          pipeline.dataset_kind(data_config), settings.partner_gate)
-  groups.check(data_config, modes)
-  refine = maps.configured_refiner(settings)
-  writer = map_writer(save_maps, method, data_config, modes)
-  report = {"dataset": dataset_name(data_config), "split": split, "checkpoint": str(read),
-            "step": int(read.name) if read.name.isdigit() else None,
+  modes = common.parse_modes(config, settings.modes if modes is None else modes)
+  groups.check(config.data, modes)
+  maps.configured_refiner(settings)  # an unknown refiner or a missing package, before any work
+  evaluators = [common.build(protocol, config, of, split=split, threshold=threshold,
+                             chunk_size=chunk_size, save_maps=save_maps, method=method)
+                for protocol, of in protocols(modes, save_maps)]
+  report = {"dataset": common.dataset_name(config.data), "split": split,
+            "checkpoint": str(read), "step": int(read.name) if read.name.isdigit() else None,
             "run_dir": str(found.run_dir), "modes": [m.name for m in modes],
             "threshold": threshold, "refine": settings.refine, "results": {},
             "config": config.to_dict()}
@@ -73,23 +61,13 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   report_lib.check_writable(out)
 
   def finished(mode, result):
-    if writer is not None and mode in writer.modes:
-      result["sod"] = writer.mode_results(mode)
     report["results"][mode] = result
     report_lib.write_report(report, out)
     log(f"{mode}: done, written to {out}")
 
-  if modes_lib.of(modes, "pairs"):
-    pairs.evaluate(config, model, variables, split, modes_lib.of(modes, "pairs"), finished)
-  if modes_lib.of(modes, "groups"):
-    segmenters = {m.name: groups.segmenter(m, model, variables, chunk_size)
-                  for m in modes_lib.of(modes, "groups")}
-    groups.evaluate(lambda: pipeline.iterate_groups(data_config, split=split), segmenters,
-                    finished, threshold, writer, refine)
-  if modes_lib.of(modes, "distractor"):
-    segmenters = {m.name: distractor.segmenter(m, model, variables, chunk_size)
-                  for m in modes_lib.of(modes, "distractor")}
-    distractor.run(data_config, split, segmenters, finished, threshold)
+  for evaluator in evaluators:
+    evaluator.on_result = finished
+    evaluator.run(model, variables)
   report["results"] = {m: report["results"][m] for m in report["modes"]}
   report_lib.write_report(report, out)
   return report

@@ -16,7 +16,6 @@ import tqdm
 from coseg_jax import group, maps, metrics
 from coseg_jax.constants import THRESHOLD
 from coseg_jax.data import folders
-from coseg_jax.proj.real_photos.partner_gate import GATE
 
 NO_MASKS = "segment it with `coseg-segment` instead"
 
@@ -34,10 +33,18 @@ def all_foreground(inputs):
   return np.ones(inputs.shape[:3], np.float32)
 
 
-def segmenter(mode, model, variables, chunk_size=8):
+def mode_gate(mode, gate):
+  """The gate of ``mode``: ``gate`` (a recipe's, ``config.recipe_gate``) if it is gated."""
+  if mode.gate and gate is None:
+    raise ValueError(f"mode {mode.name} is gated, and the config's recipe (config.recipe) "
+                     "offers no gate: use a recipe's config, e.g. configs/cpu_frozen.py")
+  return gate if mode.gate else None
+
+
+def segmenter(mode, model, variables, chunk_size=8, gate=None):
   """fn(inputs [N, S, S, 3]) -> P(foreground) float32 [N, S, S] of a group ``mode``'s
-  segmenter."""
-  gate = GATE if mode.gate else None
+  segmenter; ``gate`` is used by a gated mode."""
+  gate = mode_gate(mode, gate)
   if mode.segmenter == "pairwise":
     return lambda x: group.segment_pairwise(model, variables, x, chunk_size, encode_once=True,
                                             gate=gate)

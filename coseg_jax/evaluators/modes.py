@@ -10,9 +10,9 @@
 * protocol ``distractor``: the distractor test (``evaluators.distractor``); segmenters
   ``model`` (each composite decoded with its partner) and the baselines.
 
-``gate``: every model map multiplied by the real-photo recipe's partner gate
-(``coseg_jax.proj.real_photos.partner_gate``), for the group and distractor protocols;
-``config.eval.partner_gate`` gates the default modes (``defaults``).
+``gate``: every model map passed through the gate of the config's recipe (the
+real-photo recipe's partner gate), for the group and distractor protocols; a recipe may
+gate the default modes (``defaults``, ``config.gate_by_default``).
 
 A mode's ``name`` is what ``--config.eval.modes`` takes: ``pairs``,
 ``pairs_all_foreground``, ``group_mean``, ``group_mean_gate``, ``center_box``,

@@ -34,10 +34,8 @@ import tqdm
 import coseg_jax
 from coseg_jax import checkpoints, group, losses, metrics, models, weights
 from coseg_jax import config as config_lib
-from coseg_jax.data import pipeline
-from coseg_jax.evaluators import steps as eval_steps
-from coseg_jax.proj.real_photos import pairs, views
-from coseg_jax.training import feature_cache, workdir as workdir_lib
+from coseg_jax.evaluators import common as evaluators, modes as modes_lib, steps as eval_steps
+from coseg_jax.training import workdir as workdir_lib
 from coseg_jax.training.feature_cache import FeatureCache
 from coseg_jax.training.metric_log import MetricWriter, read_jsonl
 from coseg_jax.parallel import Sharding, build_data
@@ -149,19 +147,6 @@ def versions():
   """The versions of the libraries a run was trained with, and its devices, for config.json."""
   return {"versions": package_versions(), "devices": jax.device_count(),
           "processes": jax.process_count()}
-
-
-def build_view_pairs(config, model, variables):
-  """This host's endless batches of cached augmented-view pairs (``config.data.views``)."""
-  data = config.data
-  dataset = pipeline.folder_dataset(data)
-  view_config = views.ViewConfig.from_data_config(data, config.seed)
-  rendered, features = feature_cache.view_features(dataset, view_config, model, variables,
-                                                   data.views.cache_dir)
-  return pairs.sampler(config, dataset, rendered, features, model, variables,
-                       batch_size=config.batch_size, seed=config.seed,
-                       negatives=data.views.negatives, shard_index=jax.process_index(),
-                       shard_count=jax.process_count())
 
 
 # the packages whose versions a run records besides coseg_jax's (distribution names)
@@ -276,10 +261,10 @@ def _train(config, workdir, primary, stop):
   state = create_state(config, model, jax.random.key(config.seed))
   host_params = jax.tree.map(np.asarray, {"params": state.params})
   state = sharding.replicate(state)
-  if config.data.views.enabled:
-    train_data = build_view_pairs(config, model, host_params)
-  else:
-    train_data = build_data(config, "train", config.seed)
+  recipe = config_lib.load_recipe(config.recipe)
+  own_data = recipe.train_data(config, model, host_params) if hasattr(recipe, "train_data") \
+      else None
+  train_data = build_data(config, "train", config.seed) if own_data is None else own_data
   checkpoints_ = checkpoints.manager(workdir, config.train.keep_checkpoints)
   start, restored, data_state = checkpoints.restore_latest(
       checkpoints_, jax.tree.map(ocp.utils.to_shape_dtype_struct, state),
@@ -291,8 +276,9 @@ def _train(config, workdir, primary, stop):
       print(f"resumed from step {start} in {workdir}")
 
   train, evaluate_step = compile_steps(model, config, sharding)
+  also = during_training(config)
   cache = None
-  if config.train.cache_features and not config.data.views.enabled:
+  if config.train.cache_features and own_data is None:  # a recipe's batches come encoded
     cache = FeatureCache(model, host_params)
   put = lambda b: sharding.put_batch(cache(b) if cache else b)
   num_steps = config.train.num_steps
@@ -325,7 +311,11 @@ def _train(config, workdir, primary, stop):
         result = eval_steps.evaluate(evaluate_step, variables,
                                      build_data(config, config.eval.split, 0), sharding,
                                      config.eval.max_batches, show_progress=primary)
-        writer.write(step, {f"val_{k}": v for k, v in result.items()})
+        logged = {f"val_{k}": v for k, v in result.items()}
+        if also is not None:
+          logged.update({f"val_{m}_jaccard": evaluators.jaccard(r)
+                         for m, r in also.run(model, variables).items()})
+        writer.write(step, logged)
         val_jaccard = result["jaccard"]
       if save:
         checkpoints.save(checkpoints_, step, state, data_state, val_jaccard)
@@ -340,6 +330,15 @@ def _train(config, workdir, primary, stop):
     from coseg_jax import plots  # pylint: disable=g-import-not-at-top
     plots.training_curves(read_jsonl(writer.jsonl_path), os.path.join(workdir, "curves.png"))
   return state
+
+
+def during_training(config):
+  """The evaluator of ``config.eval.during_training`` on ``config.eval.split``, or None."""
+  name = config.eval.during_training
+  if not name:
+    return None
+  mode = modes_lib.MODES[name]
+  return evaluators.build(mode.protocol, config, [name], split=config.eval.split)
 
 
 def _log(window, config, writer, bar, checkpoints_, window_start):

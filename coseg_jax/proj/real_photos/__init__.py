@@ -3,7 +3,9 @@ learner and decoder trained on cached features of augmented views and composites
 partner gate applied after the model. Not the paper's; docs/results.md measures each
 ingredient and research_log.md beside this file tells what was tried.
 
-* ``views``: augmented views and composites of a folder dataset, encoded once and cached;
+* ``recipe``: its config keys and its hooks into the library (``config.recipe`` names it);
+* ``views``: augmented views and composites of a folder dataset; ``view_cache``: encoded
+  once and cached;
 * ``pairs``: pairs that reward following the partner (pasted pairs, lacking pairs; off
   by default);
 * ``partner_gate``: an inference step with no weights (``GATE``, for ``segment_group``,

@@ -29,8 +29,7 @@ import numpy as np
 
 from coseg_jax.data import resize
 from coseg_jax.data.paste import OWN, paste
-from coseg_jax.proj.real_photos import views
-from coseg_jax.training import feature_cache
+from coseg_jax.proj.real_photos import view_cache, views
 
 TRIES = 5  # bases tried per pasted pair before it is left out
 
@@ -106,8 +105,8 @@ def pasted_features(dataset, config, model, variables, cache_dir=""):
   def render():
     return render_pasted([folders.load_group(g) for g in dataset.groups], config)
   what = {"pasted_pairs": dataclasses.asdict(config)}
-  path = feature_cache.view_cache_path(dataset, what, model, variables, cache_dir)
-  return feature_cache._cached_views(path, render, model, variables)  # pylint: disable=protected-access
+  path = view_cache.view_cache_path(dataset, what, model, variables, cache_dir)
+  return view_cache.cached_views(path, render, model, variables)
 
 
 def join(first, second):
