@@ -29,7 +29,8 @@ import numpy as np
 
 from coseg_jax.data import resize
 from coseg_jax.data.paste import OWN, paste
-from coseg_jax.proj.real_photos import view_cache, views
+from coseg_jax.proj.real_photos import views
+from coseg_jax.proj.real_photos import view_cache
 
 TRIES = 5  # bases tried per pasted pair before it is left out
 

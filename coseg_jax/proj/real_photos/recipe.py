@@ -39,12 +39,12 @@ def add_config(config):
   return config
 
 
-def _count(value):
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
-
-
 def _fraction(value):
   return not isinstance(value, bool) and 0 <= value <= 1
+
+
+def _count(value):
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
 
 
 # (key, test, what is expected), as coseg_jax.config.CHECKS
@@ -54,8 +54,7 @@ CHECKS = (
     ("data.views.composites", _count, "an integer >= 0"),
     ("data.views.min_scale", lambda v: not isinstance(v, bool) and 0 < v <= 1,
      "a number in (0, 1]"),
-    ("data.views.negatives", lambda v: not isinstance(v, bool) and 0 <= v <= 1,
-     "a fraction in [0, 1]"),
+    ("data.views.negatives", _fraction, "a fraction in [0, 1]"),
     ("data.views.pasted_pairs", _count, "an integer >= 0"),
     ("data.views.pasted", _fraction, "a fraction in [0, 1]"),
     ("data.views.lacking", _fraction, "a fraction in [0, 1]"),
