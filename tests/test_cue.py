@@ -81,7 +81,7 @@ def test_the_cue_finds_the_shared_object_not_a_salient_other(data_dir, real_mode
   paste(b, labels_b, shared_object, 0.55, 90, 100, 1)
   f = model.apply(variables, preprocess(np.stack([a, b])), method=CoSegNet.encode)
   partner = model.apply(variables, f[1:], method=CoSegNet.prototypes)
-  cue = model.apply(variables, f[:1], partner, method=lambda m, f, q: m.correlation(f, q))
+  cue = model.apply(variables, f[:1], partner, method=CoSegNet.correspondence)
   picture = np.asarray(correspondence.cue_map(cue))[0]
   on_shared, on_other = picture[cells(labels_a, 1)], picture[cells(labels_a, 2)]
   assert on_shared.size and on_other.size
@@ -108,6 +108,26 @@ def test_pair_equals_group_of_two(cued, leave_one_out):
   images = uint8_images(2, seed=12)
   probs = segment_group(model, variables, images, leave_one_out=leave_one_out)
   np.testing.assert_allclose(probs, pair_probs(model, variables, images), atol=1e-5)
+
+
+def test_the_recipe_skips_travel_with_the_cue():
+  """pool3 + pool4 skips (the recipe's) with the cue: pair == group of two, chunk-proof."""
+  model = CoSegNet("fca", cue="correlation", skip="pool3", **SMALL)
+  variables = sharpened(init_variables(model, jax.random.key(3), SIZE))
+  images = uint8_images(3, seed=18)
+  np.testing.assert_allclose(segment_group(model, variables, images[:2]),
+                             pair_probs(model, variables, images[:2]), atol=1e-5)
+  np.testing.assert_allclose(segment_group(model, variables, images, chunk_size=2),
+                             segment_group(model, variables, images, chunk_size=3), atol=2e-5)
+
+
+def test_a_group_of_one_uses_its_own_prototypes(cued):
+  model, variables = cued
+  image = uint8_images(1, seed=19)
+  x = preprocess(image)
+  logits, _ = model.apply(variables, x, x)  # the image paired with itself
+  np.testing.assert_allclose(segment_group(model, variables, image),
+                             jax.nn.softmax(logits)[..., 1], atol=2e-5)
 
 
 def test_the_cue_changes_with_the_partner(cued):

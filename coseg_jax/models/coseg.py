@@ -164,6 +164,11 @@ class CoSegNet(nn.Module):
     """The cue's foreground prototypes of each image [B, K, C] (``cue`` only)."""
     return self.correlation.prototypes(pool5(f))
 
+  def correspondence(self, f, partner):
+    """The cue c [B, h, w, K] of features f against partner prototypes [B, K, C] (``cue``
+    only; ``models.correspondence.cue_map`` pictures it)."""
+    return self.correlation(pool5(f), partner)
+
   def decode(self, f, alpha, train: bool = False, partner=None):
     """Attend f with alpha (eq. 3–4, 6–7, 12–13) and decode to logits [B, H, W, 2].
 
@@ -174,7 +179,7 @@ class CoSegNet(nn.Module):
       if partner is None:
         raise ValueError(f"cue={self.cue!r}: decode needs the partner prototypes "
                          "(partner=[B, K, C], from CoSegNet.prototypes)")
-      attended = jnp.concatenate([attended, self.correlation(pool5(f), partner)], axis=-1)
+      attended = jnp.concatenate([attended, self.correspondence(f, partner)], axis=-1)
     if not self.taps:
       return self.decoder(attended, train=train)
     gates = (self.skip_attention, self.skip_attention_pool3)
