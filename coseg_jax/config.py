@@ -35,6 +35,7 @@ import numpy as np
 
 from coseg_jax import maps
 from coseg_jax.constants import DATASETS, SPLITS, STRIDE
+from coseg_jax.errors import BadValue
 
 
 def default_config():
@@ -141,9 +142,9 @@ def load_recipe(name):
   try:
     module = importlib.import_module(name)
   except ImportError as e:
-    raise ValueError(f"config.recipe = {name!r}: cannot import it ({e})") from e
+    raise BadValue(f"config.recipe = {name!r}: cannot import it ({e})") from e
   if not hasattr(module, "add_config"):
-    raise ValueError(f"config.recipe = {name!r} is not a recipe module: it has no add_config")
+    raise BadValue(f"config.recipe = {name!r} is not a recipe module: it has no add_config")
   return module
 
 
@@ -277,7 +278,7 @@ def _check_values(config, prefix="", checks=()):
     except TypeError:
       ok = False
     if not ok:
-      raise ValueError(f"config.{key} = {value!r} is invalid: expected {expected}")
+      raise BadValue(f"config.{key} = {value!r} is invalid: expected {expected}")
 
 
 def _check_keys(given, defaults, name, complete):
@@ -287,26 +288,26 @@ def _check_keys(given, defaults, name, complete):
     if key not in defaults:
       renamed = (f" (now {name}.{RENAMED[key]})" if name == "config.data" and key in RENAMED
                  and not isinstance(value, dict) else "")
-      raise ValueError(f"unknown config key {name}.{key}{renamed}; known keys of {name}: "
+      raise BadValue(f"unknown config key {name}.{key}{renamed}; known keys of {name}: "
                        f"{sorted(defaults)}")
     if isinstance(defaults[key], dict):
       if not isinstance(value, dict):
-        raise ValueError(f"{name}.{key} = {value!r} is invalid: expected a group of keys "
+        raise BadValue(f"{name}.{key} = {value!r} is invalid: expected a group of keys "
                          f"{sorted(defaults[key])}")
       _check_keys(value, defaults[key], f"{name}.{key}", complete)
   missing = sorted(set(defaults) - set(given)) if complete else []
   if missing:
-    raise ValueError(f"config key(s) {', '.join(f'{name}.{k}' for k in missing)} missing "
+    raise BadValue(f"config key(s) {', '.join(f'{name}.{k}' for k in missing)} missing "
                      "(coseg_jax/config.py lists every key)")
 
 
 def _check_data_needs(data):
   """A dataset's required keys that are empty."""
   if data.dataset == "tfds" and not data.tfds.name:
-    raise ValueError("config.data.tfds.name is empty: dataset 'tfds' needs a built dataset "
+    raise BadValue("config.data.tfds.name is empty: dataset 'tfds' needs a built dataset "
                      "such as voc2012_coseg/512 (see docs/data.md)")
   if data.dataset in ("voc", "folder") and not data.root:
-    raise ValueError(f"config.data.root is empty: dataset {data.dataset!r} needs the folder "
+    raise BadValue(f"config.data.root is empty: dataset {data.dataset!r} needs the folder "
                      "holding it (see docs/data.md)")
 
 
@@ -327,16 +328,16 @@ def _check_files(config, training):
 def _check_together(config):
   """Raises ``ValueError`` on keys that do not go together."""
   if config.train.cache_features and not config.train.freeze_encoder:
-    raise ValueError("config.train.cache_features=True needs config.train.freeze_encoder=True "
+    raise BadValue("config.train.cache_features=True needs config.train.freeze_encoder=True "
                      "(features of a trained encoder change every step)")
   if config.model.skip and config.model.decoder_type != "paper":
-    raise ValueError(f"config.model.skip={config.model.skip!r} needs "
+    raise BadValue(f"config.model.skip={config.model.skip!r} needs "
                      "config.model.decoder_type='paper' (the reference decoder has no skip)")
   if config.model.cue and config.model.decoder_type != "paper":
-    raise ValueError(f"config.model.cue={config.model.cue!r} needs "
+    raise BadValue(f"config.model.cue={config.model.cue!r} needs "
                      "config.model.decoder_type='paper'")
   if config.train.freeze_encoder and config.model.encoder_batch_norm:
-    raise ValueError("config.train.freeze_encoder=True with config.model.encoder_batch_norm=True "
+    raise BadValue("config.train.freeze_encoder=True with config.model.encoder_batch_norm=True "
                      "is not supported: freezing is meant for the pretrained VGG16")
 
 
@@ -422,7 +423,7 @@ def migrate(saved):
   data = dict(config.get("data", {}))
   for key, inert in DELETED.items():
     if key in data and data.pop(key) != inert:
-      raise ValueError(f"config.data.{key} = {saved['data'][key]!r}: this run used a removed "
+      raise BadValue(f"config.data.{key} = {saved['data'][key]!r}: this run used a removed "
                        f"feature (only {inert!r} is supported); use the code it was trained with")
   moved = {new: data.pop(old) for old, new in RENAMED.items()
            if old in data and not isinstance(data[old], dict)}  # data.views is a group now

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from coseg_jax.errors import BadValue
 from coseg_jax.models.attention import reduce_group
 from coseg_jax.models.coseg import CoSegNet, check_images, pool5
 from coseg_jax.models.correspondence import reduce_prototypes
@@ -60,11 +61,11 @@ def as_group(images):
   ``ValueError`` naming the image index.
   """
   if len(images) == 0:
-    raise ValueError("empty group: segment_group needs at least one image")
+    raise BadValue("empty group: segment_group needs at least one image")
   images = [np.asarray(image) for image in images]
   shapes = sorted({image.shape for image in images})
   if len(shapes) > 1:
-    raise ValueError(f"all images of a group must have the same shape (resize them first), "
+    raise BadValue(f"all images of a group must have the same shape (resize them first), "
                      f"got {len(shapes)} different shapes: {shapes[:5]}")
   for i, image in enumerate(images):
     check_values(image, i)
@@ -78,15 +79,15 @@ def check_values(image, index):
   if image.dtype == np.uint8:
     return
   if not np.issubdtype(image.dtype, np.floating):
-    raise ValueError(f"image {index}: dtype {image.dtype} is neither uint8 RGB (0..255, "
+    raise BadValue(f"image {index}: dtype {image.dtype} is neither uint8 RGB (0..255, "
                      "preprocessed for you) nor float normalised with coseg_jax.preprocess; "
                      "convert it, e.g. np.asarray(image, np.uint8)")
   finite = np.isfinite(image)
   if not finite.all():
-    raise ValueError(f"image {index}: {image.size - finite.sum()} NaN or infinite pixel values")
+    raise BadValue(f"image {index}: {image.size - finite.sum()} NaN or infinite pixel values")
   low, high = NORMALISED_RANGE
   if image.size and (image.min() < low - RANGE_SLACK or image.max() > high + RANGE_SLACK):
-    raise ValueError(f"image {index}: float values in [{image.min():.3g}, {image.max():.3g}] are "
+    raise BadValue(f"image {index}: float values in [{image.min():.3g}, {image.max():.3g}] are "
                      f"outside the normalised range [{low:.2f}, {high:.2f}]: give uint8 RGB "
                      "(preprocessed for you) or normalise with coseg_jax.preprocess")
 
@@ -94,7 +95,7 @@ def check_values(image, index):
 def chunks(n, chunk_size):
   """[(start, stop)] of the chunks of ``chunk_size`` that cover ``range(n)``."""
   if chunk_size < 1:
-    raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    raise BadValue(f"chunk_size must be >= 1, got {chunk_size}")
   return [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
 
 
@@ -236,7 +237,7 @@ def segment_pairwise(model, variables, images, chunk_size=8, encode_once=False, 
   images = as_group(images)
   n = len(images)
   if n < 2:
-    raise ValueError(f"segment_pairwise needs at least 2 images, got {n}")
+    raise BadValue(f"segment_pairwise needs at least 2 images, got {n}")
   if encode_once or gate is not None:
     total = _decoded_pairs(model, variables, images, chunk_size, gate)
   else:

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from coseg_jax.constants import THRESHOLD
+from coseg_jax.errors import BadValue, MissingExtra
 
 ADAPTIVE = "adaptive"
 ADAPTIVE_CAP = 0.8  # the cap of the mean + std threshold (SSNM; UFO's tools.py takes it as th)
@@ -41,7 +42,7 @@ def parse_threshold(value, name="threshold"):
   except (TypeError, ValueError):
     threshold = None
   if threshold is None or not 0 < threshold < 1:
-    raise ValueError(f"{name}={value!r}: expected {ADAPTIVE!r}, {OTSU!r} or a number in (0, 1)")
+    raise BadValue(f"{name}={value!r}: expected {ADAPTIVE!r}, {OTSU!r} or a number in (0, 1)")
   return threshold
 
 
@@ -137,7 +138,7 @@ def refiner(name, radius=GUIDED_RADIUS, eps=GUIDED_EPS, sxy=CRF_SXY, srgb=CRF_SR
   binarised at 0.5.
   """
   if name not in REFINERS:
-    raise ValueError(f"refine={name!r}: expected one of {REFINERS}")
+    raise BadValue(f"refine={name!r}: expected one of {REFINERS}")
   if not name:
     return None
   if name == "guided":
@@ -169,8 +170,8 @@ def _densecrf():
   try:
     import pydensecrf.densecrf as densecrf  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise ValueError(f"refine='crf' needs pydensecrf2, which is not installed: "
-                     f"{CRF_INSTALL}") from None
+    raise MissingExtra(f"refine='crf' needs pydensecrf2, which is not installed: "
+                       f"{CRF_INSTALL}") from None
   return densecrf
 
 

@@ -17,6 +17,7 @@ An image whose prediction and ground truth are both empty has Jaccard 1.
 import numpy as np
 
 from coseg_jax.constants import IGNORE
+from coseg_jax.errors import BadValue
 
 COUNTS = ("intersection", "union", "correct", "counted")
 
@@ -30,7 +31,7 @@ def counts(predicted, target, xp=np):
   predicted = xp.asarray(predicted).astype(bool)
   target = xp.asarray(target)
   if predicted.shape != target.shape:
-    raise ValueError(f"prediction shape {predicted.shape} != ground-truth shape {target.shape}")
+    raise BadValue(f"prediction shape {predicted.shape} != ground-truth shape {target.shape}")
   valid = target != IGNORE
   truth = (target == 1) & valid
   predicted = predicted & valid

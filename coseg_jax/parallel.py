@@ -12,6 +12,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 from coseg_jax.data import pipeline
+from coseg_jax.errors import BadValue
 
 MODEL_INPUTS = ("image_a", "image_b", "features_a", "features_b", "mask_a", "mask_b")
 
@@ -36,7 +37,7 @@ class Sharding:
   def check_batch_size(self, batch_size):
     devices = self.mesh.devices.size
     if batch_size % devices:
-      raise ValueError(f"config.batch_size={batch_size} does not divide over {devices} devices "
+      raise BadValue(f"config.batch_size={batch_size} does not divide over {devices} devices "
                        f"({jax.process_count()} processes): use a multiple of {devices}")
 
   def put_batch(self, local_batch):

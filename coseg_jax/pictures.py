@@ -10,6 +10,8 @@ import pathlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from coseg_jax.errors import BadValue
+
 MASK_COLOUR = (40, 220, 40)  # green, like the paper's masks (Fig. 3)
 BACKGROUND = (255, 255, 255)
 CAPTION_HEIGHT = 14
@@ -56,7 +58,7 @@ def heatmap(image, heat, opacity=0.5):
   """A [0, 1] heat map ``[H, W]`` (the image's size) coloured blue-to-red over the image."""
   heat = np.asarray(heat, np.float32)
   if heat.shape != image.shape[:2]:
-    raise ValueError(f"heat map {heat.shape} must have the image's size {image.shape[:2]}")
+    raise BadValue(f"heat map {heat.shape} must have the image's size {image.shape[:2]}")
   return blend(image, jet(heat), np.full(heat.shape, opacity, np.float32))
 
 
@@ -73,7 +75,7 @@ def contact_sheet(images, captions, cell=160, columns=None):
   ``columns`` defaults to about the square root of the count.
   """
   if len(images) != len(captions) or not images:
-    raise ValueError(f"contact_sheet needs one caption per image and at least one image, got "
+    raise BadValue(f"contact_sheet needs one caption per image and at least one image, got "
                      f"{len(images)} images and {len(captions)} captions")
   columns = columns or math.ceil(math.sqrt(len(images)))
   rows = math.ceil(len(images) / columns)

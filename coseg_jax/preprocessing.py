@@ -8,6 +8,8 @@ steps normalise them there with ``model_input``.
 
 import numpy as np
 
+from coseg_jax.errors import BadValue
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # The values a normalised image can take: (0 - mean) / std .. (1 - mean) / std over channels.
@@ -23,9 +25,9 @@ def preprocess(images):
   most likely be normalised already.
   """
   if images.shape[-1] != 3:
-    raise ValueError(f"preprocess expects RGB images [..., H, W, 3], got shape {tuple(images.shape)}")
+    raise BadValue(f"preprocess expects RGB images [..., H, W, 3], got shape {tuple(images.shape)}")
   if images.dtype != np.uint8:
-    raise ValueError(f"preprocess expects uint8 images (0..255), got dtype {images.dtype}; "
+    raise BadValue(f"preprocess expects uint8 images (0..255), got dtype {images.dtype}; "
                      "float images are assumed to be normalised already")
   mean = np.asarray(IMAGENET_MEAN, np.float32)
   std = np.asarray(IMAGENET_STD, np.float32)

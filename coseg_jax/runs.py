@@ -20,7 +20,7 @@ import ml_collections
 from coseg_jax import checkpoints, models, release, weights
 from coseg_jax import config as config_lib
 from coseg_jax.constants import STRIDE
-from coseg_jax.errors import UserError
+from coseg_jax.errors import BadValue, UserError
 
 RELEASED_IMAGE_SIZE = 512  # the released reference checkpoints were trained at 512x512
 
@@ -100,7 +100,7 @@ def load_checkpoint(found, config=None, warn=print, vgg16_weights=None):
 def resolve(workdir=None, checkpoint=None):
   """``checkpoints.resolve`` of ``checkpoint`` (in run ``workdir``), or of ``workdir``."""
   if workdir is None and checkpoint is None:
-    raise ValueError("give a workdir or a checkpoint")
+    raise BadValue("give a workdir or a checkpoint")
   return checkpoints.resolve(checkpoint or workdir, run_dir=workdir if checkpoint else None)
 
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from coseg_jax.errors import BadValue, MissingExtra
 from coseg_jax.models.coseg import CoSegNet
 from coseg_jax.models.vgg import VGG16_WIDTHS, conv_channels, conv_indices
 
@@ -28,7 +29,7 @@ from coseg_jax.models.vgg import VGG16_WIDTHS, conv_channels, conv_indices
 REFERENCE_UNUSED = ("pretrained_model.",)
 
 
-class WeightFileError(ValueError):
+class WeightFileError(BadValue):
   """A weight file that is unreadable or does not match the expected architecture."""
 
 
@@ -46,9 +47,9 @@ def read_state_dict(path):
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError(f"reading {path} needs torch (pip install 'coseg_jax[torch]'); or convert "
-                      "it once with `python -m coseg_jax.apps.port_weights IN.pth OUT.npz` on a "
-                      "machine with torch and load the .npz") from e
+    raise MissingExtra(f"reading {path} needs torch (pip install 'coseg_jax[torch]'); or "
+                       "convert it once with `python -m coseg_jax.apps.port_weights IN.pth "
+                       "OUT.npz` on a machine with torch and load the .npz") from e
   try:
     state = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:
@@ -212,7 +213,7 @@ def reference_module_name(module):
     return f"dec.model.0.model.{_index(rest[0])}.model.{_index(rest[1])}.{rest[2]}"
   if part == "decoder" and rest[0].startswith("block_"):
     return f"dec.model.{_index(rest[0])}.{rest[1]}"
-  raise ValueError(f"{'/'.join(module)} has no place in the reference checkpoint layout: use "
+  raise BadValue(f"{'/'.join(module)} has no place in the reference checkpoint layout: use "
                    "CoSegNet(attention='ca_mlp', decoder_type='reference')")
 
 
@@ -258,7 +259,7 @@ def init_variables(model, rng, image_size, vgg16_weights=None, reference_checkpo
   """
   if reference_checkpoint is not None:
     if vgg16_weights is not None:
-      raise ValueError("give vgg16_weights or reference_checkpoint, not both")
+      raise BadValue("give vgg16_weights or reference_checkpoint, not both")
     return jax.tree.map(jnp.asarray, load_reference_checkpoint(reference_checkpoint, model))
   x = jnp.zeros(_image_shape(image_size), jnp.float32)
   variables = jax.jit(model.init, static_argnames="train")(

@@ -8,7 +8,8 @@ from absl import flags
 import pytest
 
 from coseg_jax.apps import cli
-from coseg_jax.errors import UserError
+from coseg_jax.errors import BadValue, MissingExtra, UserError
+from coseg_jax.training.trainer import NonFiniteLossError
 
 
 def define(fv):
@@ -37,7 +38,11 @@ def test_a_bug_propagates_and_a_user_error_is_one_line():
     (FileNotFoundError("config.data.root = '/nope': no such folder"), True),  # the library's
     (OSError(errno.ENOSPC, "No space left on device"), True),
     (OSError(errno.EBADF, "Bad file descriptor"), False),  # no path: a bug
-    (ValueError("config.batch_size = 0 is invalid"), True),
+    (BadValue("config.batch_size = 0 is invalid"), True),  # the library's checks
+    (MissingExtra("refine='crf' needs pydensecrf2"), True),
+    (NonFiniteLossError("the loss became nan at step 3"), True),
+    (ValueError("operands could not be broadcast together"), False),  # numpy's: a bug
+    (ImportError("cannot import name 'x' from 'coseg_jax.maps'"), False),
     (KeyError("params"), False),
     (AttributeError("'NoneType' object has no attribute 'shape'"), False),
 ])

@@ -20,11 +20,9 @@ from coseg_jax.errors import UserError
 
 DEBUG_ENV = "COSEG_DEBUG"
 DEBUG_HELP = f"show the full traceback of an error (or set {DEBUG_ENV}=1)"
-# ValueError: a bad config, flag or data value (the library's checks name the key; also
-# weights.WeightFileError, data.images.ImageReadError); FloatingPointError: a loss that
-# became NaN (trainer.NonFiniteLossError); ImportError: an optional extra (torch, tfds)
-# that is not installed.
-USER_ERRORS = (UserError, flags.Error, ValueError, FloatingPointError, ImportError)
+# The library's own errors (errors.UserError: BadValue, MissingExtra, the workdir's and the
+# checkpoints' errors, a NaN loss) and absl's flag errors; anything else is a bug.
+USER_ERRORS = (UserError, flags.Error)
 # OSErrors of the machine rather than of a file: a full disk or quota
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 INTERRUPTED = 130  # 128 + SIGINT, the shell's code for Ctrl-C

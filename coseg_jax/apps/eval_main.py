@@ -27,6 +27,7 @@ from ml_collections import config_flags
 
 from coseg_jax import maps
 from coseg_jax.apps import cli
+from coseg_jax.errors import BadValue
 from coseg_jax.evaluators import evaluate, modes, report as report_lib
 
 
@@ -65,7 +66,7 @@ def evaluate_and_print(fv, args):
   if not (fv.workdir or fv.checkpoint):
     raise flags.Error("give --workdir or --checkpoint")
   if fv.chunk_size is not None and fv.chunk_size < 1:
-    raise ValueError(f"--chunk_size={fv.chunk_size}: expected a positive integer")
+    raise BadValue(f"--chunk_size={fv.chunk_size}: expected a positive integer")
   if fv.threshold is not None:
     maps.parse_threshold(fv.threshold, "--threshold")
   result = evaluate.run(config=fv.config, workdir=fv.workdir, checkpoint=fv.checkpoint,

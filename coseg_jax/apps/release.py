@@ -17,6 +17,7 @@ from absl import flags
 from coseg_jax import files, maps, release, runs
 from coseg_jax.apps import cli
 from coseg_jax.constants import STRIDE
+from coseg_jax.errors import BadValue
 from coseg_jax.evaluators import report as report_lib
 from coseg_jax.models.coseg import SKIPS
 
@@ -74,14 +75,14 @@ def release_run(checkpoint, out, vgg16_weights=None, reports=(), log=print, thre
   the run was trained)."""
   out = pathlib.Path(out)
   if out.suffix != ".npz":
-    raise ValueError(f"--out={out}: a released model is a .npz file")
+    raise BadValue(f"--out={out}: a released model is a .npz file")
   files.check_writable_file(out, "the released model")
   if threshold is not None:
     threshold = str(maps.parse_threshold(threshold, "--threshold"))
   loaded = [read_report(path) for path in reports]
   found = runs.resolve(checkpoint=checkpoint)
   if found.released:
-    raise ValueError(f"--checkpoint={checkpoint}: give a training run, not a released file")
+    raise BadValue(f"--checkpoint={checkpoint}: give a training run, not a released file")
   config, _, variables, step_dir = runs.load_checkpoint(found, warn=log)
   if threshold is not None:
     config.eval.threshold = threshold
@@ -99,7 +100,7 @@ def read_report(path):
     with open(path) as f:
       return json.load(f)
   except (OSError, json.JSONDecodeError) as e:
-    raise ValueError(f"--reports: cannot read {path}: {e}") from e
+    raise BadValue(f"--reports: cannot read {path}: {e}") from e
 
 
 def model_card(path, meta, reports):

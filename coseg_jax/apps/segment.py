@@ -42,6 +42,7 @@ from coseg_jax.apps import cli
 from coseg_jax.constants import THRESHOLD
 from coseg_jax.data import folders, images
 from coseg_jax.data.resize import resize_image
+from coseg_jax.errors import BadValue
 from coseg_jax.models import CoSegNet, check_size
 from coseg_jax.models.attention import REDUCTIONS
 
@@ -77,13 +78,13 @@ def find_groups(paths):
     return _without_outputs(_folder_groups(paths))
   wrong = [str(p) for p in paths if p.is_dir() or not images.is_image_file(p)]
   if wrong:
-    raise ValueError(f"--images takes folders or a list of image files, not both; not image "
+    raise BadValue(f"--images takes folders or a list of image files, not both; not image "
                      f"files: "
                      f"{', '.join(wrong)}")
   stems = [p.stem for p in paths]
   clashes = sorted({str(p) for p in paths if stems.count(p.stem) > 1})
   if clashes:
-    raise ValueError(f"--images: files with the same name stem would overwrite each other's "
+    raise BadValue(f"--images: files with the same name stem would overwrite each other's "
                      f"outputs: {', '.join(clashes)}")
   return [("images", paths)]
 
@@ -103,7 +104,7 @@ def _folder_groups(paths):
   names = [p.absolute().name for p in paths]
   clashes = sorted({str(p) for p, name in zip(paths, names) if names.count(name) > 1})
   if clashes:
-    raise ValueError(f"--images: folders with the same name would write to the same output "
+    raise BadValue(f"--images: folders with the same name would write to the same output "
                      f"folder: {', '.join(clashes)}")
   groups = []
   for path, name in zip(paths, names):
@@ -126,7 +127,7 @@ def readable(files, image_size, on_unreadable="skip", log=print):
   ``on_unreadable``: "skip" (a warning naming the file) or "error" (its ``ImageReadError``).
   """
   if on_unreadable not in ON_UNREADABLE:
-    raise ValueError(f"--on_unreadable={on_unreadable!r}: expected one of {ON_UNREADABLE}")
+    raise BadValue(f"--on_unreadable={on_unreadable!r}: expected one of {ON_UNREADABLE}")
   kept, inputs, skipped = [], [], []
   for path in files:
     try:
@@ -201,7 +202,7 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
   """
   groups = find_groups(image_paths)
   if chunk_size < 1:
-    raise ValueError(f"--chunk_size={chunk_size}: expected a positive integer")
+    raise BadValue(f"--chunk_size={chunk_size}: expected a positive integer")
   if threshold is not None:
     threshold = maps.parse_threshold(threshold, "--threshold")
   if refine is not None:
@@ -222,7 +223,7 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
         f"{config.recipe!r}; --partner_gate / --nopartner_gate to change it)")
   gate = config_lib.recipe_gate(config) if partner_gate else None
   if partner_gate and gate is None:
-    raise ValueError(f"--partner_gate: the run's recipe (config.recipe={config.recipe!r}) "
+    raise BadValue(f"--partner_gate: the run's recipe (config.recipe={config.recipe!r}) "
                      "offers no gate; the real-photo recipe's runs (configs/cpu_frozen.py) do")
   if refine is None:
     log(f"refinement {config.eval.refine or 'none'} (the run's config.eval.refine; --refine "
@@ -267,7 +268,7 @@ def check_out_apart(out, image_paths):
   for path in image_paths:
     folder = pathlib.Path(path).expanduser().resolve()
     if folder.is_dir() and out != folder and out.is_relative_to(folder):
-      raise ValueError(f"--out {out} is inside the --images folder {folder}: a rerun would "
+      raise BadValue(f"--out {out} is inside the --images folder {folder}: a rerun would "
                        "read it as a group of images; give a folder outside it (or the "
                        "folder itself)")
 

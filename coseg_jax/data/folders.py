@@ -35,6 +35,7 @@ import warnings
 import numpy as np
 
 from coseg_jax.data import images
+from coseg_jax.errors import BadValue
 
 LAYOUTS = ("auto", "separate", "groundtruth", "plain")
 MISMATCH_POLICIES = ("error", "skip")
@@ -186,9 +187,9 @@ def scan(root, *, layout="auto", groups=None, on_mismatch="error"):
   """
   root = pathlib.Path(root).expanduser()
   if layout not in LAYOUTS:
-    raise ValueError(f"unknown folder layout {layout!r}; expected one of {LAYOUTS}")
+    raise BadValue(f"unknown folder layout {layout!r}; expected one of {LAYOUTS}")
   if on_mismatch not in MISMATCH_POLICIES:
-    raise ValueError(f"unknown on_mismatch {on_mismatch!r}; expected one of {MISMATCH_POLICIES}")
+    raise BadValue(f"unknown on_mismatch {on_mismatch!r}; expected one of {MISMATCH_POLICIES}")
   if not root.is_dir():
     raise images.MissingDataError(f"dataset folder {root} does not exist; {_LAYOUT_HELP}")
   layout = detect_layout(root) if layout == "auto" else layout
@@ -199,7 +200,7 @@ def scan(root, *, layout="auto", groups=None, on_mismatch="error"):
   available = [name for name, _, _ in folders]
   unknown = [g for g in wanted if g not in available]
   if unknown:
-    raise ValueError(f"unknown group(s) {', '.join(unknown)} in {root}; available groups: "
+    raise BadValue(f"unknown group(s) {', '.join(unknown)} in {root}; available groups: "
                      f"{', '.join(available)}")
   problems = []
   found = [_match(name, image_folder, mask_folder, problems)

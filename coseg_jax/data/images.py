@@ -24,6 +24,8 @@ import pathlib
 import numpy as np
 from PIL import Image
 
+from coseg_jax.errors import BadValue
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
 
@@ -47,11 +49,11 @@ class MissingDataError(FileNotFoundError):
   """A file or folder that a dataset needs is not there."""
 
 
-class ImageReadError(ValueError):
+class ImageReadError(BadValue):
   """A file exists but cannot be decoded as an image (corrupt, truncated, odd mode)."""
 
 
-class MaskMismatchError(ValueError):
+class MaskMismatchError(BadValue):
   """An image and its mask do not belong together (missing partner, different size)."""
 
 

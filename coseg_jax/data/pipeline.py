@@ -41,11 +41,12 @@ from coseg_jax.data import folders
 from coseg_jax.data import synthetic
 from coseg_jax.data import voc
 from coseg_jax.data import resize
+from coseg_jax.errors import BadValue, MissingExtra
 
 
 def _check_split(split):
   if split not in SPLITS:
-    raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+    raise BadValue(f"split={split!r}: expected one of {SPLITS}")
 
 
 def _tfds():
@@ -53,8 +54,8 @@ def _tfds():
   try:
     from coseg_jax.data import tfds_coseg  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError(f"config.data.dataset='tfds' needs the [tfds] extra (pip install "
-                      f"'coseg_jax[tfds]'): {e}") from e
+    raise MissingExtra(f"config.data.dataset='tfds' needs the [tfds] extra (pip install "
+                       f"'coseg_jax[tfds]'): {e}") from e
   return tfds_coseg
 
 
@@ -100,7 +101,7 @@ def pair_source(data_config, split):
                           cache_file=config.voc.index_file or None, pairs_file=pairs_file)
   dataset = folder_dataset(config)
   if not dataset.has_masks and not evaluating:
-    raise ValueError(f"{config.root}: layout {dataset.layout!r} has no masks, so it cannot be "
+    raise BadValue(f"{config.root}: layout {dataset.layout!r} has no masks, so it cannot be "
                      "used for training")
   return folders.FolderPairs.from_dataset(dataset)
 
@@ -147,16 +148,16 @@ def dataset(data_config, *, split, batch_size, seed, shard_index=0, shard_count=
   _check_split(split)
   config = config_lib.resolve_data(data_config)
   if not 0 <= shard_index < shard_count:
-    raise ValueError(f"shard_index={shard_index}, shard_count={shard_count}: expected "
+    raise BadValue(f"shard_index={shard_index}, shard_count={shard_count}: expected "
                      "0 <= shard_index < shard_count")
   if batch_size <= 0 or batch_size % shard_count:
-    raise ValueError(f"batch_size={batch_size}: expected a positive multiple of "
+    raise BadValue(f"batch_size={batch_size}: expected a positive multiple of "
                      f"shard_count={shard_count} (it is the global batch size)")
   if not 0 <= seed < 2**32:
-    raise ValueError(f"seed={seed}: expected an integer in [0, 2**32)")
+    raise BadValue(f"seed={seed}: expected an integer in [0, 2**32)")
   source = pair_source(config, split)
   if not len(source):
-    raise ValueError(f"no pairs in the {split} split of {config.dataset} {config.root}")
+    raise BadValue(f"no pairs in the {split} split of {config.dataset} {config.root}")
   size = config.image_size
   if split == "train":
     pairs = grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat()
@@ -219,7 +220,7 @@ def iterate_groups(data_config, *, split="test"):
     yield from _tfds().iterate_groups(config)
     return
   if config.dataset == "voc":
-    raise ValueError("iterate_groups: VOC 2012 has no groups; use dataset 'folder' or "
+    raise BadValue("iterate_groups: VOC 2012 has no groups; use dataset 'folder' or "
                      "'synthetic' (VOC pairs come from build())")
   if config.dataset == "synthetic":
     settings = config.synthetic

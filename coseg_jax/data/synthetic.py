@@ -24,6 +24,8 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
+from coseg_jax.errors import BadValue
+
 
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 CATEGORIES = (  # (shape, RGB colour, texture); category k is CATEGORIES[k].
@@ -91,7 +93,7 @@ def _texture(name, u, v, rng):
     return (fu * fu + fv * fv > 0.06).astype(np.float32)
   if name == "rings":
     return (np.sin(1.6 * freq * np.hypot(u, v) + phase) > 0).astype(np.float32)
-  raise ValueError(f"unknown texture {name!r}")
+  raise BadValue(f"unknown texture {name!r}")
 
 
 def _background(rng, size):
@@ -172,14 +174,14 @@ def _num_objects(rng, minimum):
 
 def _check(num_categories, size):
   if not 2 <= num_categories <= len(CATEGORIES):
-    raise ValueError(f"num_categories={num_categories}: expected 2..{len(CATEGORIES)}")
+    raise BadValue(f"num_categories={num_categories}: expected 2..{len(CATEGORIES)}")
   if size < 16:
-    raise ValueError(f"image_size={size}: expected at least 16 pixels")
+    raise BadValue(f"image_size={size}: expected at least 16 pixels")
 
 
 def _rng(seed, split, index):
   if split not in SPLIT_STREAMS:
-    raise ValueError(f"unknown split {split!r}; expected one of {tuple(SPLIT_STREAMS)}")
+    raise BadValue(f"unknown split {split!r}; expected one of {tuple(SPLIT_STREAMS)}")
   return np.random.default_rng([seed, SPLIT_STREAMS[split], index])
 
 
@@ -218,7 +220,7 @@ class SyntheticPairs:
   def __post_init__(self):
     _check(self.num_categories, self.image_size)
     if self.split not in SPLIT_STREAMS:
-      raise ValueError(f"unknown split {self.split!r}; expected one of {tuple(SPLIT_STREAMS)}")
+      raise BadValue(f"unknown split {self.split!r}; expected one of {tuple(SPLIT_STREAMS)}")
 
   def __len__(self):
     return self.num_pairs
@@ -249,7 +251,7 @@ def render_group(index, *, seed=0, split="test", image_size=128, num_categories=
   """
   _check(num_categories, image_size)
   if group_size < 2 or not 0 < common_fraction <= 1:
-    raise ValueError(f"group_size={group_size}, common_fraction={common_fraction}: expected "
+    raise BadValue(f"group_size={group_size}, common_fraction={common_fraction}: expected "
                      "group_size >= 2 and 0 < common_fraction <= 1")
   rng = _rng(seed, split, index)
   order = rng.permutation(num_categories)

@@ -44,6 +44,7 @@ from coseg_jax.data import folders
 from coseg_jax.data import images
 from coseg_jax.data import resize
 from coseg_jax.data import voc
+from coseg_jax.errors import BadValue
 
 SIZES = (64, 128, 256, 512)
 FOLDER_SPLIT = "groups"
@@ -166,11 +167,11 @@ def build(dataset, manual_dir, data_dir, *, size, name="", layout="auto", on_mis
     builder = Voc2012Coseg(config=config, data_dir=data_dir, file_format=FILE_FORMAT)
   elif dataset == "coseg_folder":
     if not name:
-      raise ValueError("coseg_folder needs a name for the folder (e.g. icoseg, msrc)")
+      raise BadValue("coseg_folder needs a name for the folder (e.g. icoseg, msrc)")
     builder = CosegFolder(config=folder_config(name, size, layout, on_mismatch),
                           data_dir=data_dir, file_format=FILE_FORMAT)
   else:
-    raise ValueError(f"unknown TFDS dataset {dataset!r}; expected voc2012_coseg or coseg_folder")
+    raise BadValue(f"unknown TFDS dataset {dataset!r}; expected voc2012_coseg or coseg_folder")
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=str(folder)))
   return f"{builder.name}/{builder.builder_config.name}"
@@ -275,7 +276,7 @@ def pair_source(config, split):
   records = stored.split(split, skip=() if stored.kind == "voc" else ("full_mask",))
   if stored.kind == "voc":
     if stored.metadata["split_seed"] != config.voc.split_seed:
-      raise ValueError(f"config.data.voc.split_seed={config.voc.split_seed}: {stored.name} was "
+      raise BadValue(f"config.data.voc.split_seed={config.voc.split_seed}: {stored.name} was "
                        f"built with the val/test split seed {stored.metadata['split_seed']}")
     pairs_file = f"{config.voc.pairs_dir}/{split}.txt" if config.voc.pairs_dir else None
     ids, index, pairs = voc_pairs(stored, split, pairs_file)
@@ -298,7 +299,7 @@ def iterate_groups(config):
   """
   stored = load(config.tfds.name, config.tfds.data_dir)
   if stored.kind != "folder":
-    raise ValueError(f"config.data.tfds.name={stored.name!r} holds VOC 2012 pairs, which have "
+    raise BadValue(f"config.data.tfds.name={stored.name!r} holds VOC 2012 pairs, which have "
                      "no groups; use a coseg_folder dataset")
   records, start = stored.split(FOLDER_SPLIT), 0
   for name, files in zip(stored.metadata["groups"], stored.metadata["files"]):

@@ -34,6 +34,7 @@ import tqdm
 
 from coseg_jax.constants import IGNORE as VOID, SPLITS
 from coseg_jax.data import images
+from coseg_jax.errors import BadValue
 
 CLASS_NAMES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -46,7 +47,7 @@ _LAYOUT = """expected a PASCAL VOC 2012 folder laid out as
 (root may be the VOC2012 folder, the VOCdevkit folder holding it, or the folder holding VOCdevkit)"""
 
 
-class PairListError(ValueError):
+class PairListError(BadValue):
   """A pair list file names unknown images or images that share no class."""
 
 
@@ -80,7 +81,7 @@ def read_image_set(root, name):
 def split_ids(root, split, seed=0):
   """Sorted image ids of ``split``: train, or the val/test halves of ``val.txt``."""
   if split not in SPLITS:
-    raise ValueError(f"unknown VOC split {split!r}; expected one of {SPLITS}")
+    raise BadValue(f"unknown VOC split {split!r}; expected one of {SPLITS}")
   if split == "train":
     return sorted(read_image_set(root, "train"))
   ids = np.random.default_rng(seed).permutation(sorted(read_image_set(root, "val"))).tolist()
@@ -128,7 +129,7 @@ def class_index(root, ids, cache_file=None):
     try:
       cached = {k: tuple(v) for k, v in json.loads(cache_file.read_text())["classes"].items()}
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-      raise ValueError(f"{cache_file}: not a VOC class index cache ({e}); delete it to rebuild") from e
+      raise BadValue(f"{cache_file}: not a VOC class index cache ({e}); delete it to rebuild") from e
   missing = [image_id for image_id in ids if image_id not in cached]
   computed = {image_id: image_classes(read_labels(root / "SegmentationClass" / f"{image_id}.png"))
               for image_id in tqdm.tqdm(missing, desc="VOC class index", unit="mask",

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from coseg_jax import config as config_lib, maps
 from coseg_jax.data import pipeline
+from coseg_jax.errors import BadValue
 from coseg_jax.evaluators import distractor, groups, modes as modes_lib, pairs, saliency
 
 PROTOCOLS = ("pairs", "groups", "distractor", "saliency")
@@ -73,9 +74,9 @@ def build(protocol, config, modes=None, *, split="test", threshold=None, chunk_s
   and ``chunk_size`` (None: ``config.eval``'s). Raises ``ValueError`` naming a mode of
   another protocol."""
   if protocol not in PROTOCOLS:
-    raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    raise BadValue(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
   if protocol == "saliency" and not save_maps:
-    raise ValueError("the saliency protocol needs save_maps: the folder its maps go to")
+    raise BadValue("the saliency protocol needs save_maps: the folder its maps go to")
   own = "groups" if protocol == "saliency" else protocol
   if modes is None:
     modes = modes_lib.of(parse_modes(config, config.eval.modes), own)
@@ -83,7 +84,7 @@ def build(protocol, config, modes=None, *, split="test", threshold=None, chunk_s
     modes = parse_modes(config, modes)
   others = [m.name for m in modes if m.protocol != own]
   if others:
-    raise ValueError(f"modes {others} are not of the {protocol} protocol")
+    raise BadValue(f"modes {others} are not of the {protocol} protocol")
   threshold = config.eval.threshold if threshold is None else threshold
   return Evaluator(protocol, config, list(modes), split, maps.parse_threshold(threshold),
                    config.eval.chunk_size if chunk_size is None else chunk_size, on_result,

@@ -28,6 +28,7 @@ import tqdm
 from coseg_jax import group, maps, metrics
 from coseg_jax.constants import THRESHOLD
 from coseg_jax.data import paste, pipeline, resize
+from coseg_jax.errors import BadValue
 from coseg_jax.evaluators import groups as group_protocol
 
 TARGETS = ("own", "pasted")  # the target object of each of a composite's two pairs
@@ -74,7 +75,7 @@ def render(groups, size, seed=SEED):
   group with fewer than two images with an object."""
   groups = list(groups)
   if len(groups) < 2:
-    raise ValueError(f"the distractor test needs at least two groups (the pasted object "
+    raise BadValue(f"the distractor test needs at least two groups (the pasted object "
                      f"comes from another one); got {len(groups)}")
   rng = np.random.default_rng(seed)
   items = [(g, i) for g, grp in enumerate(groups) for i in range(len(grp["inputs"]))]
@@ -83,7 +84,7 @@ def render(groups, size, seed=SEED):
                  for g, grp in enumerate(groups)}
   few = [groups[g]["name"] for g, found in with_object.items() if len(found) < 2]
   if few:
-    raise ValueError(f"groups {few} have fewer than two images with an object: the "
+    raise BadValue(f"groups {few} have fewer than two images with an object: the "
                      "distractor test pairs each composite with another image of the group")
   composites, labels, classes, partners = [], [], [], []
   for g, grp in enumerate(groups):

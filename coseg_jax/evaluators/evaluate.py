@@ -6,6 +6,7 @@ The data and the output path are checked before any work; the report
 """
 
 from coseg_jax import config as config_lib, maps, release, runs
+from coseg_jax.errors import BadValue
 from coseg_jax.evaluators import common, groups, modes as modes_lib, report as report_lib
 
 
@@ -18,7 +19,7 @@ def protocols(modes, save_maps):
     if of:
       found.append(("saliency" if protocol == "groups" and save_maps else protocol, of))
   if save_maps and not modes_lib.of(modes, "groups"):
-    raise ValueError(f"save_maps={save_maps!r}: maps come from the group modes, and none of "
+    raise BadValue(f"save_maps={save_maps!r}: maps come from the group modes, and none of "
                      f"{[m.name for m in modes]} is one")
   return found
 
@@ -40,7 +41,7 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   """
   found = runs.resolve(workdir, checkpoint)
   if found.released and config is None and not release.is_release(found.path):
-    raise ValueError(f"{found.path} is a released checkpoint without a run config: give the "
+    raise BadValue(f"{found.path} is a released checkpoint without a run config: give the "
                      "experiment config with --config (e.g. configs/reference_ca.py)")
   config, model, variables, read = runs.load_checkpoint(found, config, log, vgg16_weights)
   config_lib.validate(config, training=False)

@@ -16,6 +16,7 @@ import tqdm
 from coseg_jax import group, maps, metrics
 from coseg_jax.constants import THRESHOLD
 from coseg_jax.data import folders
+from coseg_jax.errors import BadValue
 
 NO_MASKS = "segment it with `coseg-segment` instead"
 
@@ -36,7 +37,7 @@ def all_foreground(inputs):
 def mode_gate(mode, gate):
   """The gate of ``mode``: ``gate`` (a recipe's, ``config.recipe_gate``) if it is gated."""
   if mode.gate and gate is None:
-    raise ValueError(f"mode {mode.name} is gated, and the config's recipe (config.recipe) "
+    raise BadValue(f"mode {mode.name} is gated, and the config's recipe (config.recipe) "
                      "offers no gate: use a recipe's config, e.g. configs/cpu_frozen.py")
   return gate if mode.gate else None
 
@@ -95,13 +96,13 @@ def _evaluate_mode(groups, mode, segment, threshold=THRESHOLD, map_writer=None, 
   counts, names, seconds = [], [], 0.0
   for g in tqdm.tqdm(groups, desc=mode, unit="group", leave=False, dynamic_ncols=True):
     if g["masks"] is None:
-      raise ValueError(f"group {g['name']} has no masks, so it cannot be scored ({NO_MASKS})")
+      raise BadValue(f"group {g['name']} has no masks, so it cannot be scored ({NO_MASKS})")
     names += [g["name"]] * len(g["masks"])
     start = time.perf_counter()
     try:
       probs = segment(g["inputs"])
-    except ValueError as e:
-      raise ValueError(f"mode {mode}, group {g['name']}: {e}") from e
+    except BadValue as e:  # a wrong input of the group's, named; anything else is a bug
+      raise BadValue(f"mode {mode}, group {g['name']}: {e}") from e
     seconds += time.perf_counter() - start
     pictures = g["images"] if refine is not None else [None] * len(probs)
     full, found = zip(*(maps.decide(maps.to_original_size(p, m.shape), image, threshold, refine)
@@ -110,7 +111,7 @@ def _evaluate_mode(groups, mode, segment, threshold=THRESHOLD, map_writer=None, 
     if map_writer is not None:
       map_writer(mode, g, full)
   if not names:
-    raise ValueError("no groups to evaluate")
+    raise BadValue("no groups to evaluate")
   table = metrics.group_means(metrics.concat(counts), names)
   return {"classes": table, "average": metrics.class_average(table), "seconds": seconds}
 
@@ -125,7 +126,7 @@ def check(data_config, modes):
     return
   if data_config.dataset == "synthetic":
     if "pairwise" in names and data_config.synthetic.group_size < 2:
-      raise ValueError(f"mode pairwise needs at least 2 images per group; config.data."
+      raise BadValue(f"mode pairwise needs at least 2 images per group; config.data."
                        f"synthetic.group_size = {data_config.synthetic.group_size}")
     return
   if data_config.dataset != "folder":  # a TFDS dataset was checked when it was built
@@ -135,13 +136,13 @@ def check(data_config, modes):
                          on_mismatch=data_config.folder.on_mismatch)
   unscored = [g.name for g in dataset.groups if g.masks is None]
   if unscored:
-    raise ValueError(f"groups {unscored} of {data_config.root} have no masks, so they cannot "
+    raise BadValue(f"groups {unscored} of {data_config.root} have no masks, so they cannot "
                      f"be scored ({NO_MASKS})")
   if distractor and len(dataset.groups) < 2:
-    raise ValueError(f"the distractor modes need at least two groups; {data_config.root} "
+    raise BadValue(f"the distractor modes need at least two groups; {data_config.root} "
                      f"has {len(dataset.groups)} (choose them with --config.data.groups)")
   single = [g.name for g in dataset.groups if len(g.images) < 2]
   if "pairwise" in names and single:
-    raise ValueError(f"mode pairwise needs at least 2 images per group; groups {single} of "
+    raise BadValue(f"mode pairwise needs at least 2 images per group; groups {single} of "
                      f"{data_config.root} have one (leave pairwise out of "
                      "--config.eval.modes, or choose groups with --config.data.groups)")

@@ -21,6 +21,8 @@ A mode's ``name`` is what ``--config.eval.modes`` takes: ``pairs``,
 
 import dataclasses
 
+from coseg_jax.errors import BadValue
+
 PROTOCOLS = ("pairs", "groups", "distractor")
 MODEL = "model"
 GROUP_MODELS = ("pairwise", "group_mean", "group_min")
@@ -86,11 +88,11 @@ def parse(names, dataset, gate=False):
   names = list(names or defaults(dataset, gate))
   unknown = [n for n in names if n not in MODES]
   if unknown:
-    raise ValueError(f"unknown mode(s) {unknown}; expected some of {list(MODES)}")
+    raise BadValue(f"unknown mode(s) {unknown}; expected some of {list(MODES)}")
   modes = [MODES[n] for n in names]
   grouped = [m.name for m in modes if m.protocol != "pairs"]
   if dataset == "voc" and grouped:
-    raise ValueError(f"modes {grouped} need groups, which VOC 2012 pairs do not have; use "
+    raise BadValue(f"modes {grouped} need groups, which VOC 2012 pairs do not have; use "
                      f"{list(DEFAULTS['voc'])}")
   return modes
 

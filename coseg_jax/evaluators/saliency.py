@@ -34,6 +34,7 @@ from PIL import Image
 from coseg_jax import pictures
 from coseg_jax.data import folders
 from coseg_jax.data import images
+from coseg_jax.errors import BadValue, MissingExtra
 
 PNG_MAX = 255
 F_BETA_SQUARED = 0.3  # beta^2 of the F-measure, as in every co-saliency paper
@@ -48,8 +49,8 @@ def _library():
   try:
     import py_sod_metrics  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError("co-saliency metrics need the [sod] extra: pip install "
-                      f"'coseg_jax[sod]' (PyPI pysodmetrics): {e}") from e
+    raise MissingExtra("co-saliency metrics need the [sod] extra: pip install "
+                       f"'coseg_jax[sod]' (PyPI pysodmetrics): {e}") from e
   return py_sod_metrics
 
 
@@ -67,7 +68,7 @@ class SodScores:
     """One image: ``saved_map`` uint8 [H, W] (as in the PNG), ``mask`` bool [H, W]."""
     saved_map = np.asarray(saved_map)
     if saved_map.dtype != np.uint8 or saved_map.shape != np.shape(mask):
-      raise ValueError(f"expected a uint8 map of the mask's shape {np.shape(mask)}, got "
+      raise BadValue(f"expected a uint8 map of the mask's shape {np.shape(mask)}, got "
                        f"{saved_map.dtype} {saved_map.shape}")
     gt = np.asarray(mask, bool).astype(np.uint8) * PNG_MAX
     for metric in self._metrics.values():
@@ -78,7 +79,7 @@ class SodScores:
     """{"s_measure", "e_max", "e_mean", "e_adaptive", "f_max", "f_mean", "f_adaptive",
     "mae", "images"} as plain floats."""
     if not self.images:
-      raise ValueError("no images were scored")
+      raise BadValue("no images were scored")
     e = self._metrics["e"].get_results()["em"]
     f = self._metrics["f"].get_results()["fm"]
     f = {"curve": f["dynamic"], "adp": f["adaptive"]}
@@ -138,12 +139,12 @@ def score_folder(pred_dir, gt_root, layout="auto"):
   scores = SodScores()
   for group in folders.scan(gt_root, layout=layout).groups:
     if group.masks is None:
-      raise ValueError(f"{gt_root}: group {group.name} has no masks to score against")
+      raise BadValue(f"{gt_root}: group {group.name} has no masks to score against")
     for image_path, mask_path in zip(group.images, group.masks):
       mask = images.read_image_and_mask(image_path, mask_path)[1]
       saved = read_map(pathlib.Path(pred_dir) / group.name / f"{image_path.stem}.png")
       if saved.shape != mask.shape:
-        raise ValueError(f"{pred_dir}/{group.name}/{image_path.stem}.png is {saved.shape} but "
+        raise BadValue(f"{pred_dir}/{group.name}/{image_path.stem}.png is {saved.shape} but "
                          f"its mask {mask_path} is {mask.shape}; maps must be at the image's size")
       scores.add(saved, mask)
   return scores.results()

@@ -13,6 +13,7 @@ import numpy as np
 import tqdm
 
 from coseg_jax import metrics
+from coseg_jax.errors import BadValue
 
 
 def pixel_counts(logits, mask):
@@ -51,7 +52,7 @@ def evaluate(step, variables, batches, sharding, max_batches=0, desc="validation
     bar.update(1)
   bar.close()
   if not dispatched:
-    raise ValueError("the evaluation split produced no batch (is it smaller than batch_size?)")
+    raise BadValue("the evaluation split produced no batch (is it smaller than batch_size?)")
   fetched = jax.device_get([counts for counts, _ in dispatched])
   c = metrics.concat([{k: np.asarray(v)[valid] for k, v in counts.items()}
                       for counts, (_, valid) in zip(fetched, dispatched)])

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from coseg_jax import weights
 from coseg_jax.constants import IGNORE
+from coseg_jax.errors import BadValue
 from coseg_jax.models.attention import REDUCTIONS
 from coseg_jax.models.decoder import PAPER_DECODER_WIDTHS
 from coseg_jax.models.vgg import VGG16_LAYOUT, VGG16_WIDTHS, conv_channels
@@ -178,7 +179,7 @@ class CoSegNetTorch(SiameseTwin):
                decoder_widths=PAPER_DECODER_WIDTHS, num_classes=2, dropout_rate=0.2):
     super().__init__()
     if attention not in ATTENTIONS:
-      raise ValueError(f"attention must be one of {sorted(ATTENTIONS)}, got {attention!r}")
+      raise BadValue(f"attention must be one of {sorted(ATTENTIONS)}, got {attention!r}")
     self.features = vgg16_features(encoder_widths)
     self.learner = ATTENTIONS[attention](encoder_widths[-1])
     self.decoder = PaperDecoder(encoder_widths[-1], decoder_widths, num_classes, dropout_rate)
@@ -294,7 +295,7 @@ class ReferenceCoSegNetTorch(SiameseTwin):
 def reduce_group(alphas, reduce="mean", leave_one_out=False):
   """Algorithm 1, line 5 on [N, C]: mean or min over the group (or over the others)."""
   if reduce not in REDUCTIONS:
-    raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    raise BadValue(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
   def op(x):
     return x.mean(dim=0) if reduce == "mean" else x.min(dim=0).values
   n = alphas.shape[0]
@@ -313,7 +314,7 @@ def segment_group(model, images, reduce="mean", leave_one_out=False):
   attention, with leave-one-out with its own attention and the others' reduction.
   """
   if model.training:
-    raise ValueError("segment_group runs in eval mode: call model.eval() first")
+    raise BadValue("segment_group runs in eval mode: call model.eval() first")
   f = model.encode(images)
   alphas = model.attend(f)
   context = reduce_group(alphas, reduce, leave_one_out)

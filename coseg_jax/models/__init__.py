@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 
+from coseg_jax.errors import BadValue
 from coseg_jax.models.coseg import CoSegNet, check_size, is_size
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -10,7 +11,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def build(model_config):
   """CoSegNet from ``config.model`` (see coseg_jax/config.py for the keys)."""
   if model_config.dtype not in DTYPES:
-    raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, "
+    raise BadValue(f"config.model.dtype must be one of {sorted(DTYPES)}, "
                      f"got {model_config.dtype!r}")
   return CoSegNet(
       attention=model_config.attention,

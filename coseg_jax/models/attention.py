@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from coseg_jax.errors import BadValue
+
 
 def global_average_pool(f):
   """AvgPool over the spatial axes of an NHWC map -> [B, C]."""
@@ -140,11 +142,11 @@ def reduce_group(alphas, reduce="mean", leave_one_out=False):
     float32 numpy [N, C]; all rows are equal unless ``leave_one_out``.
   """
   if not callable(reduce) and reduce not in REDUCTIONS:
-    raise ValueError(f"reduce must be one of {REDUCTIONS} or a function, got {reduce!r}")
+    raise BadValue(f"reduce must be one of {REDUCTIONS} or a function, got {reduce!r}")
   alphas = np.asarray(alphas, np.float64)
   n = alphas.shape[0]
   if n == 0:
-    raise ValueError("cannot reduce the attention of an empty group")
+    raise BadValue("cannot reduce the attention of an empty group")
   if callable(reduce):
     context = _reduce_with(reduce, alphas, leave_one_out)
   elif reduce == "mean":
@@ -168,6 +170,6 @@ def _reduce_with(reduce, alphas, leave_one_out):
     groups = [alphas]
   context = np.stack([np.asarray(reduce(group), np.float64) for group in groups])
   if context.shape != (len(groups), channels):
-    raise ValueError(f"reduce {getattr(reduce, '__name__', reduce)!r} must map [M, {channels}] "
+    raise BadValue(f"reduce {getattr(reduce, '__name__', reduce)!r} must map [M, {channels}] "
                      f"attentions to [{channels}], got shape {context.shape[1:]}")
   return context

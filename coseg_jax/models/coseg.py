@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coseg_jax.constants import STRIDE
+from coseg_jax.errors import BadValue
 from coseg_jax.models import conv
 from coseg_jax.models.attention import ATTENTIONS, scale_channels, spatial_attention
 from coseg_jax.models.correspondence import CUES, CorrelationCue
@@ -41,16 +42,16 @@ def is_size(size):
 def check_size(size, name="image_size"):
   """Raises a ValueError naming ``name`` unless ``size`` is a positive multiple of 32."""
   if not is_size(size):
-    raise ValueError(f"{name}={size!r}: expected a positive multiple of {STRIDE} (the "
+    raise BadValue(f"{name}={size!r}: expected a positive multiple of {STRIDE} (the "
                      "encoder's stride)")
 
 
 def check_images(x, name="images"):
   """Raises a ValueError naming the problem unless x is [B, H, W, 3] with H, W multiples of 32."""
   if x.ndim != 4 or x.shape[-1] != 3:
-    raise ValueError(f"{name} must be [B, H, W, 3] (NHWC, RGB), got shape {tuple(x.shape)}")
+    raise BadValue(f"{name} must be [B, H, W, 3] (NHWC, RGB), got shape {tuple(x.shape)}")
   if not (is_size(x.shape[1]) and is_size(x.shape[2])):
-    raise ValueError(f"{name}: height and width must be positive multiples of {STRIDE} "
+    raise BadValue(f"{name}: height and width must be positive multiples of {STRIDE} "
                      f"(the encoder's stride), got {x.shape[1]}x{x.shape[2]}")
 
 
@@ -105,15 +106,15 @@ class CoSegNet(nn.Module):
 
   def setup(self):
     if isinstance(self.attention, str) and self.attention not in ATTENTIONS:
-      raise ValueError(f"attention must be one of {sorted(ATTENTIONS)} or a learner class, "
+      raise BadValue(f"attention must be one of {sorted(ATTENTIONS)} or a learner class, "
                        f"got {self.attention!r}")
     if self.decoder_type not in DECODERS:
-      raise ValueError(f"decoder_type must be one of {DECODERS}, got {self.decoder_type!r}")
+      raise BadValue(f"decoder_type must be one of {DECODERS}, got {self.decoder_type!r}")
     if self.skip not in SKIPS or (self.skip and self.decoder_type != "paper"):
-      raise ValueError(f"skip must be one of {tuple(SKIPS)} (a skip needs decoder_type='paper'"
+      raise BadValue(f"skip must be one of {tuple(SKIPS)} (a skip needs decoder_type='paper'"
                        f"), got skip={self.skip!r} with decoder_type={self.decoder_type!r}")
     if self.cue not in CUES or (self.cue and self.decoder_type != "paper"):
-      raise ValueError(f"cue must be one of {CUES} (a cue needs decoder_type='paper'), got "
+      raise BadValue(f"cue must be one of {CUES} (a cue needs decoder_type='paper'), got "
                        f"cue={self.cue!r} with decoder_type={self.decoder_type!r}")
     if self.cue:
       self.correlation = CorrelationCue(self.cue_prototypes, dtype=self.dtype)
@@ -177,7 +178,7 @@ class CoSegNet(nn.Module):
     attended = self.learner.attend(pool5(f), alpha)
     if self.cue:
       if partner is None:
-        raise ValueError(f"cue={self.cue!r}: decode needs the partner prototypes "
+        raise BadValue(f"cue={self.cue!r}: decode needs the partner prototypes "
                          "(partner=[B, K, C], from CoSegNet.prototypes)")
       attended = jnp.concatenate([attended, self.correspondence(f, partner)], axis=-1)
     if not self.taps:
@@ -191,7 +192,7 @@ class CoSegNet(nn.Module):
     check_images(img_a, "img_a")
     check_images(img_b, "img_b")
     if img_a.shape != img_b.shape:
-      raise ValueError(f"img_a and img_b must have the same shape, got {tuple(img_a.shape)} "
+      raise BadValue(f"img_a and img_b must have the same shape, got {tuple(img_a.shape)} "
                        f"and {tuple(img_b.shape)}")
     return self.decode_pair(self.encode(jnp.concatenate([img_a, img_b]), train=train), train)
 

@@ -22,6 +22,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from coseg_jax.errors import BadValue
 from coseg_jax.models import conv
 from coseg_jax.models.norm import BatchNorm
 
@@ -84,7 +85,7 @@ class Decoder(nn.Module):
   def __call__(self, x, skips=(), train: bool = False):
     """``skips``: features [B, 2h, 2w, C'], [B, 4h, 4w, C''], ... joined after blocks 0, 1, ..."""
     if len(skips) > len(self.widths):
-      raise ValueError(f"{len(skips)} skips for {len(self.widths)} decoder blocks")
+      raise BadValue(f"{len(skips)} skips for {len(self.widths)} decoder blocks")
     norm = partial(BatchNorm, use_running_average=not train, dtype=self.dtype)
     for i, width in enumerate(self.widths):
       x = UpsampleConv(width, dtype=self.dtype, ops=self.ops, name=f"conv_{i}")(x)

@@ -14,6 +14,7 @@ from functools import partial
 import flax.linen as nn
 import jax.numpy as jnp
 
+from coseg_jax.errors import BadValue
 from coseg_jax.models import conv
 from coseg_jax.models.decoder import upsample2x
 from coseg_jax.models.norm import BatchNorm
@@ -62,7 +63,7 @@ class ReferenceDecoder(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     if min(x.shape[1:3]) < 2:
-      raise ValueError(f"the reference decoder reflect-pads its {x.shape[1]}x{x.shape[2]} input "
+      raise BadValue(f"the reference decoder reflect-pads its {x.shape[1]}x{x.shape[2]} input "
                        "by 1 and needs at least 2x2 features: images of at least 64x64")
     for j in range(self.n_res):
       x = ResBlock(dtype=self.dtype, ops=self.ops, name=f"res_{j}")(x, train)

@@ -14,6 +14,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from coseg_jax.errors import BadValue
 from coseg_jax.models import conv
 from coseg_jax.models.norm import BatchNorm
 
@@ -60,7 +61,7 @@ class VGG16Encoder(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     if len(self.widths) != 5 or len(self.convs_per_stage) != 5:
-      raise ValueError(f"the encoder has 5 stages: got widths {tuple(self.widths)} and "
+      raise BadValue(f"the encoder has 5 stages: got widths {tuple(self.widths)} and "
                        f"convs_per_stage {tuple(self.convs_per_stage)}")
     stages = layer_indices(self.convs_per_stage, self.batch_norm)
     pooled = {}

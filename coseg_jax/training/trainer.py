@@ -34,6 +34,7 @@ import tqdm
 import coseg_jax
 from coseg_jax import checkpoints, group, losses, metrics, models, weights
 from coseg_jax import config as config_lib
+from coseg_jax.errors import UserError
 from coseg_jax.evaluators import common as evaluators, modes as modes_lib, steps as eval_steps
 from coseg_jax.training import workdir as workdir_lib
 from coseg_jax.training.feature_cache import FeatureCache
@@ -52,7 +53,7 @@ class TrainState(train_state.TrainState):
   rng: jax.Array
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
   """The loss became NaN or infinite; training stopped before saving anything from it."""
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from coseg_jax.data import resize
 from coseg_jax.data.paste import OWN, paste
+from coseg_jax.errors import BadValue
 from coseg_jax.proj.real_photos import views
 from coseg_jax.proj.real_photos import view_cache
 
@@ -64,7 +65,7 @@ def render_pasted(groups, config):
   least three groups.
   """
   if len(groups) < 3:
-    raise ValueError("config.data.views.pasted_pairs > 0 needs at least three groups (the "
+    raise BadValue("config.data.views.pasted_pairs > 0 needs at least three groups (the "
                      f"object and two unrelated photos); got {len(groups)}")
   items = [(g, image, mask) for g, group in enumerate(groups)
            for image, mask in zip(group["images"], group["masks"])]
@@ -79,7 +80,7 @@ def render_pasted(groups, config):
       if pair is not None:
         rows += [(*view, base, items[base][0], g) for view, base in pair]
   if not rows:
-    raise ValueError("no pasted pair could be rendered (no image has an object mask)")
+    raise BadValue("no pasted pair could be rendered (no image has an object mask)")
   images, labels, source, own, pasted = zip(*rows)
   return views.Views(np.stack(images), np.stack(labels), *(np.asarray(x, np.int32)
                                                            for x in (source, own, pasted)))
@@ -131,16 +132,16 @@ class RecipePairSampler(views.PairSampler):
     self.pasted, self.lacking = pasted, lacking
     self.pasted_rows = np.zeros((0, 2), int) if pasted_rows is None else np.asarray(pasted_rows)
     if pasted + lacking > 1:
-      raise ValueError(f"config.data.views.pasted + lacking = {pasted + lacking}: at most 1")
+      raise BadValue(f"config.data.views.pasted + lacking = {pasted + lacking}: at most 1")
     if pasted and not len(self.pasted_rows):
-      raise ValueError(f"config.data.views.pasted = {pasted} needs pasted pairs: set "
+      raise BadValue(f"config.data.views.pasted = {pasted} needs pasted pairs: set "
                        "config.data.views.pasted_pairs > 0")
     v = views_
     has_object = (v.labels == OWN).any((1, 2))
     self.plain = np.flatnonzero((v.pasted == views.NONE) & has_object)
     self.without = {g: np.flatnonzero((v.own != g) & (v.pasted != g)) for g in self.groups}
     if lacking and not len(self.plain):
-      raise ValueError(f"config.data.views.lacking = {lacking} needs plain views with an object")
+      raise BadValue(f"config.data.views.lacking = {lacking} needs plain views with an object")
 
   def _pair(self, rng):
     if not (self.pasted or self.lacking):

@@ -16,6 +16,8 @@ import numbers
 
 import ml_collections
 
+from coseg_jax.errors import BadValue
+
 NAME = __name__
 
 
@@ -66,7 +68,7 @@ def check(config):
   """Raises ``ValueError`` on recipe keys that do not go with the rest of ``config``."""
   if config.data.views.enabled and not (config.train.cache_features
                                         and config.data.dataset == "folder"):
-    raise ValueError("config.data.views.enabled=True needs config.data.dataset='folder' and "
+    raise BadValue("config.data.views.enabled=True needs config.data.dataset='folder' and "
                      "config.train.cache_features=True (the views are encoded once)")
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from coseg_jax import group
 from coseg_jax.data import resize
 from coseg_jax.data.paste import OWN, PASTED, paste
+from coseg_jax.errors import BadValue
 
 NONE = -1  # no pasted object
 ASPECTS = (3 / 4, 4 / 3)
@@ -125,7 +126,7 @@ def render(groups, config):
   Deterministic given ``config.seed``. Composites need at least two groups.
   """
   if config.composites and len(groups) < 2:
-    raise ValueError("config.data.views.composites > 0 needs at least two groups (the pasted "
+    raise BadValue("config.data.views.composites > 0 needs at least two groups (the pasted "
                      f"object comes from another group); got {len(groups)}")
   items = _items(groups)
   rng = np.random.default_rng(config.seed)
@@ -175,7 +176,7 @@ class PairSampler:
                     for g in self.groups}
     for g, shown in self.showing.items():
       if len(np.unique(views.source[shown])) < 2:
-        raise ValueError(f"group {g} has views of a single image: a pair needs two images")
+        raise BadValue(f"group {g} has views of a single image: a pair needs two images")
 
   def _pair(self, rng):
     v = self.views
