@@ -277,10 +277,11 @@ def test_the_release_command_then_segment_with_the_released_file(site, monkeypat
   monkeypatch.chdir(site)
   shutil.copy(site / "runs" / "demo" / "eval_synthetic_test.json",
               site / "runs" / "demo" / "eval_pascal_voc10_coseg_test.json")
-  run_documented(documented("README.md", "python -m coseg_jax.apps.release"))
+  recipe = "coseg_jax/proj/real_photos/README.md"
+  run_documented(documented(recipe, "python -m coseg_jax.apps.release"))
   assert (site / "release" / "coseg_fca.npz").is_file()
   assert (site / "release" / "coseg_fca.md").is_file()
-  run_documented(documented("README.md", "coseg-segment --checkpoint=release/"))
+  run_documented(documented(recipe, "coseg-segment --checkpoint=release/"))
   assert sorted(p.name for p in (site / "out").glob("*_mask.png")) == [
       f"photo_{i}_mask.png" for i in range(3)]
   assert (site / "out" / "contact_sheet.png").is_file()
