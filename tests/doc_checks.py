@@ -38,8 +38,8 @@ SHELL_LANGUAGES = ("", "bash", "sh", "shell", "console")
 # programs that are not this project's: their presence is all that can be said
 OTHER_PROGRAMS = {".", "source", "cd", "sha256sum", "lscpu", "ls", "mkdir", "cp", "unzip",
                   "tar", "wget", "curl", "git", "export"}
-COMMAND_START = re.compile(r"^(?:[A-Z_]+=\S*\s+)*(?:nice\s+(?:-n\s*\d+\s+)?)?"
-                           r"(?:python3?|\.venv/bin/python|coseg-\w+|make|pip)(?:\s|$)")
+COMMAND_START = re.compile(r"^(?:[A-Z_]+=(?:\"[^\"]*\"|'[^']*'|\S*)\s+)*(?:nice\s+(?:-n\s*\d+\s+)?)?"
+                           r"(?:python3?|\.venv/bin/python|coseg-\w+|make|pip|bash\s+\S+\.sh)(?:\s|$)")
 FILE_SUFFIXES = {"py", "md", "json", "jsonl", "txt", "png", "jpg", "npz", "pth", "pkl", "cff"}
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", flags=re.S | re.M)
 
@@ -126,6 +126,8 @@ def program(tokens):
     return "unknown", " ".join(tokens[:2]), args
   if head in ("make", "pip"):
     return head, None, args
+  if head == "bash" and args and args[0].endswith(".sh"):
+    return "script", args[0], args[1:]
   if head in OTHER_PROGRAMS:
     return "other", head, args
   return "unknown", head, args
@@ -291,6 +293,8 @@ def check_command(command, whole=True):
     return check_make(args)
   if kind == "pip":
     return check_pip(args)
+  if kind == "script":
+    return [] if (REPO / name).is_file() else [f"{name} does not exist"]
   if kind == "other":
     return []
   return [f"unknown program {name}"]

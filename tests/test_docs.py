@@ -66,7 +66,7 @@ def test_the_pages_hold_commands_of_every_kind():
   """The extraction finds the commands (an extractor that finds nothing passes everything)."""
   kinds = {doc_checks.program(doc_checks.words(c))[0]
            for p in PAGES for c, _ in doc_checks.commands(p.read_text())}
-  assert {"module", "bench", "make", "pip"} <= kinds
+  assert {"module", "bench", "make", "pip", "script"} <= kinds
   readme = doc_checks.commands((REPO / "README.md").read_text())
   assert ["make", "demo"] in [doc_checks.words(c) for c, _ in readme]
   assert any(c.startswith("python train.py --config configs/csa.py") for c, _ in readme)
@@ -107,6 +107,7 @@ def test_a_config_key_is_checked_in_the_config_the_command_names():
     ("```bash\npython -m bench.bench_loader --threads 1,2 --batchez 20\n```", "unknown flag --batchez"),
     ("```bash\npython bench/bench_moved.py --threads 1\n```", "bench/bench_moved.py does not exist"),
     ("```bash\nmake demo-fast\n```", "make target demo-fast does not exist"),
+    ("```bash\nSIZE=64 bash bench/gpu_moved.sh\n```", "bench/gpu_moved.sh does not exist"),
     ("```bash\npip install -e '.[test,tourch]'\n```", "pip extra [tourch]"),
     ("```bash\npip install -U \"jax[cuda12]>=0.10.2,<0.11\"\n```", "pyproject.toml requires jax"),
     ("`coseg-segment --save-probs`", "unknown flag --save-probs"),
