@@ -366,3 +366,13 @@ def test_python_blocks_run(page, site, vgg16_npz, monkeypatch):
     assert namespace["masks"].shape == (3, 64, 64)
   if page.name == "evaluation.md":
     assert os.path.isfile("report.json") and (site / "out" / "contact_sheet.png").is_file()
+
+
+def test_synthetic_stats_runs(tmp_path, monkeypatch):
+  """docs/data.md's measurement of the synthetic set (it once crashed on any call)."""
+  monkeypatch.chdir(tmp_path)
+  command = documented("docs/data.md", "python -m coseg_jax.apps.synthetic_stats")
+  printed = run_documented(command, replace=[("--pairs=2000", "--pairs=8")],
+                           extra=["--groups=1", "--preview=sheet.png"])
+  assert "objectness-oracle Jaccard over 8 test pairs (128 px, K=6, seed 0)" in printed
+  assert (tmp_path / "sheet.png").is_file()
