@@ -40,7 +40,7 @@ demo: $(VENV)/.installed
 	$(PY) eval.py --config configs/demo.py --workdir runs/demo
 
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=20
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -m "not slow"

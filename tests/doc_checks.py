@@ -38,10 +38,20 @@ SHELL_LANGUAGES = ("", "bash", "sh", "shell", "console")
 # programs that are not this project's: their presence is all that can be said
 OTHER_PROGRAMS = {".", "source", "cd", "sha256sum", "lscpu", "ls", "mkdir", "cp", "unzip",
                   "tar", "wget", "curl", "git", "export"}
-COMMAND_START = re.compile(r"^(?:[A-Z_]+=\S*\s+)*(?:nice\s+(?:-n\s*\d+\s+)?)?"
-                           r"(?:python3?|\.venv/bin/python|coseg-\w+|make|pip)(?:\s|$)")
+COMMAND_START = re.compile(r"^(?:[A-Z_]+=(?:\"[^\"]*\"|'[^']*'|\S*)\s+)*(?:nice\s+(?:-n\s*\d+\s+)?)?"
+                           r"(?:python3?|\.venv/bin/python|coseg-\w+|make|pip|bash\s+\S+\.sh)(?:\s|$)")
 FILE_SUFFIXES = {"py", "md", "json", "jsonl", "txt", "png", "jpg", "npz", "pth", "pkl", "cff"}
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", flags=re.S | re.M)
+
+
+def missing_extra(error):
+  """The optional package (an extra: torch, tensorflow_datasets, ...) whose absence
+  ``error`` reports, or None when it is this project's own module or no import error."""
+  if isinstance(error, ModuleNotFoundError) and error.name:
+    top = error.name.split(".")[0]
+    if top not in ("coseg_jax", "bench"):
+      return top
+  return None
 
 
 def rel(page):
@@ -126,6 +136,8 @@ def program(tokens):
     return "unknown", " ".join(tokens[:2]), args
   if head in ("make", "pip"):
     return head, None, args
+  if head == "bash" and args and args[0].endswith(".sh"):
+    return "script", args[0], args[1:]
   if head in OTHER_PROGRAMS:
     return "other", head, args
   return "unknown", head, args
@@ -154,6 +166,8 @@ def check_absl(name, args, whole=True):
   try:
     module = importlib.import_module(name)
   except ImportError as e:
+    if missing_extra(e):
+      return []  # needs an extra that is not installed: checked where it is
     return [f"module {name} does not import: {e}"]
   if not hasattr(module, "define") or entry_point(module) is None:
     return [f"{name} is not a command (no define() and main()/run(): `python -m {name}` "
@@ -232,6 +246,8 @@ def check_bench(name, args, whole=True):
   try:
     parser = bench_parser(name)
   except Exception as e:  # pylint: disable=broad-except
+    if missing_extra(e):
+      return []  # needs an extra that is not installed: checked where it is
     return [f"bench/{name}.py: {type(e).__name__}: {e}"]
   options = {o for action in parser._actions for o in action.option_strings}  # pylint: disable=protected-access
   unknown = [a.split("=")[0] for a in args if a.startswith("--") and a.split("=")[0] not in options]
@@ -291,6 +307,8 @@ def check_command(command, whole=True):
     return check_make(args)
   if kind == "pip":
     return check_pip(args)
+  if kind == "script":
+    return [] if (REPO / name).is_file() else [f"{name} does not exist"]
   if kind == "other":
     return []
   return [f"unknown program {name}"]
@@ -356,7 +374,9 @@ def resolve(dotted):
   for cut in range(len(parts), 0, -1):
     try:
       obj = importlib.import_module(".".join(parts[:cut]))
-    except ImportError:
+    except ImportError as e:
+      if missing_extra(e):
+        return True  # needs an extra that is not installed: checked where it is
       continue
     try:
       for attr in parts[cut:]:

@@ -32,6 +32,7 @@ def tiny_config(steps):
   config.model.dropout_rate = 0.3
   config.train.num_steps = steps
   config.train.checkpoint_every = 2
+  config.eval.max_batches = 1  # the validation at the end: one batch is enough to run it
   return config
 
 
@@ -81,9 +82,11 @@ def main():
   parser.add_argument("--checkpoint-every", type=int, default=0)
   parser.add_argument("--allow-config-changes", action="store_true")
   args = parser.parse_args()
-  # Single-threaded kernels: runs then agree bit for bit even on a loaded machine.
+  # Single-threaded kernels: runs then agree bit for bit even on a loaded machine. LLVM's
+  # -O0, as tests/conftest.py: compiling is most of these short runs' time.
   os.environ["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={args.devices} "
-                             "--xla_cpu_multi_thread_eigen=false")
+                             "--xla_cpu_multi_thread_eigen=false "
+                             "--xla_backend_optimization_level=0")
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update("jax_default_matmul_precision", "float32")
