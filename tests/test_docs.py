@@ -25,22 +25,12 @@ from doc_checks import PAGES, REPO
 
 PAGE_IDS = [str(p.relative_to(REPO)) for p in PAGES]
 PYTHON_PAGES = [REPO / "README.md", REPO / "docs" / "model.md", REPO / "docs" / "evaluation.md"]
-# What the lead rewrites (performance.md's gradient section names conv.fast_gradients, which
-# models/conv.py replaced by its `ops` attribute): strict, so the fix shows as XPASS.
-KNOWN = {"docs/performance.md": "the gradient section still names conv.fast_gradients()"}
-
-
-def known(page_id):
-  return [pytest.mark.xfail(reason=KNOWN[page_id], strict=True)] if page_id in KNOWN else []
-
-
 @pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
 def test_every_command_starts_with_its_flags_and_config_keys(page):
   assert doc_checks.check_commands(page.read_text(), page) == []
 
 
-@pytest.mark.parametrize("page", [pytest.param(p, marks=known(i)) for p, i in zip(PAGES, PAGE_IDS)],
-                         ids=PAGE_IDS)
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
 def test_python_names_resolve(page):
   assert doc_checks.check_names(page.read_text(), page) == []
 
