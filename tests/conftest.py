@@ -1,7 +1,5 @@
 """Shared fixtures: the real data folder (skips cleanly when absent) and small models."""
 
-import collections
-import contextlib
 import os
 import pathlib
 
@@ -40,19 +38,3 @@ def vgg16_path(data_dir):
   if not path.is_file():
     pytest.skip(f"real VGG16 weights not found at {path}")
   return path
-
-
-@contextlib.contextmanager
-def compiles():
-  """Counts XLA compiles per function name inside the block, through ``jax.monitoring``."""
-  counts = collections.Counter()
-
-  def count(event, _seconds, fun_name=None, **_):
-    if event.endswith("/backend_compile_duration"):
-      counts[str(fun_name).removeprefix("jit(").removesuffix(")")] += 1  # "jit(f)" -> "f"
-
-  jax.monitoring.register_event_duration_secs_listener(count)
-  try:
-    yield counts
-  finally:
-    jax.monitoring.unregister_event_duration_listener(count)

@@ -12,7 +12,7 @@ from coseg_jax import segment_group, segment_pairwise
 from coseg_jax.data import images as image_files, resize
 from coseg_jax.models import correspondence
 
-from conftest import compiles
+from bench.common import compile_counts
 from test_group import pair_probs, sharpened, uint8_images
 from tiny import REPO, SIZE, SMALL
 
@@ -96,7 +96,7 @@ def test_group_results_equal_for_any_chunk_size_and_compile_once(cued):
   for chunk_size in (1, 2, 4):
     np.testing.assert_allclose(segment_group(model, variables, images, chunk_size=chunk_size),
                                reference, atol=2e-5)
-  with compiles() as counts:
+  with compile_counts() as counts:
     for n in (2, 5, 7):
       segment_group(model, variables, images[:n], chunk_size=3)
   assert counts["encode_chunk"] == counts["decode_chunk"] == counts["prototype_chunk"] == 1

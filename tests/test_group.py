@@ -9,7 +9,7 @@ from coseg_jax import (CoSegNet, binarize, init_variables, preprocess, segment_g
 from coseg_jax import group
 from coseg_jax.models.attention import reduce_group
 
-from conftest import compiles
+from bench.common import compile_counts
 from tiny import SIZE, SMALL, attentions
 
 
@@ -102,7 +102,7 @@ def test_chunking_compiles_once_and_does_not_change_results():
   variables = init_variables(model, jax.random.key(2), SIZE)
   images = uint8_images(11, seed=6)
   reference = segment_group(model, variables, images, chunk_size=11)
-  with compiles() as counts:
+  with compile_counts() as counts:
     for n in (1, 3, 4, 9, 11):
       probs = segment_group(model, variables, images[:n], chunk_size=4)
       if n == 11:

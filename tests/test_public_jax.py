@@ -1,6 +1,6 @@
 """The package, its tests and its benchmarks use public JAX only, so a JAX release that
 moves its internals does not break them: no import of JAX's private package, no private
-helper of a jitted function (compiles are counted with a trace counter instead), no write
+helper of a jitted function (compiles are counted through jax.monitoring instead), no write
 to JAX's rule tables (tests/test_import_state.py checks that importing writes nothing)."""
 
 import re
