@@ -8,8 +8,9 @@ and what is wrong); an empty list means the page holds. The checks stay in-proce
   ``coseg_jax.apps.cli.command_flags`` and the documented arguments parsed with them, so an
   unknown flag, a bad enum value or a ``--config.KEY`` missing from the config file the
   command names fails;
-* a benchmark (``python bench/X.py`` or ``python -m bench.X``) is run up to its
-  ``argparse`` parser, which then parses the documented arguments;
+* a benchmark (``python -m bench.X``, from the repository root) is run up to its
+  ``argparse`` parser, which then parses the documented arguments; ``python bench/X.py``
+  is refused (the scripts import ``bench.common``, which needs the root on the path);
 * ``make T`` needs target T in the Makefile; ``pip install`` extras must exist in
   pyproject.toml, and a pinned jax range must be pyproject's;
 * a Python name in backticks (``coseg_jax.maps.binarize``, ``maps.binarize``) must import;
@@ -131,7 +132,7 @@ def program(tokens):
         return "module", {"train.py": "coseg_jax.apps.train_main",
                           "eval.py": "coseg_jax.apps.eval_main"}[script], args
       if script.startswith("bench/"):
-        return "bench", script.removeprefix("bench/").removesuffix(".py"), args
+        return "bench path", script.removeprefix("bench/").removesuffix(".py"), args
       return "unknown", script, args
     return "unknown", " ".join(tokens[:2]), args
   if head in ("make", "pip"):
@@ -303,6 +304,8 @@ def check_command(command, whole=True):
     return check_absl(name, args, whole)
   if kind == "bench":
     return check_bench(name, args, whole)
+  if kind == "bench path":
+    return [f"bench/{name}.py: run it as `python -m bench.{name}` from the repository root"]
   if kind == "make":
     return check_make(args)
   if kind == "pip":

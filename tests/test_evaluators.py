@@ -16,6 +16,7 @@ from coseg_jax.training import trainer as train_lib
 from coseg_jax.evaluators import common, evaluate, groups as group_protocol, modes
 from coseg_jax.evaluators import report as report_lib
 from coseg_jax.data import images
+from coseg_jax.errors import BadValue, MissingExtra
 from coseg_jax.proj.real_photos.partner_gate import GATE
 from test_group import sharpened, uint8_images
 from tiny import SIZE, tiny_config
@@ -103,10 +104,15 @@ def test_evaluate_groups_errors_name_the_group():
     group_protocol.evaluate(iter(no_masks), {"x": lambda x: x[..., 0]})
 
   def fails(x):
-    raise ValueError("needs at least 2 images")
+    raise BadValue("needs at least 2 images")
   lone = [{"name": "solo", "inputs": np.zeros((1, 4, 4, 3)), "masks": [np.zeros((4, 4), bool)]}]
-  with pytest.raises(ValueError, match="mode pairwise, group solo: needs at least 2"):
+  with pytest.raises(BadValue, match="mode pairwise, group solo: needs at least 2"):
     group_protocol.evaluate(iter(lone), {"pairwise": fails})
+
+  def bug(x):  # not an input's fault: raised as it is, for its traceback
+    raise ValueError("operands could not be broadcast together")
+  with pytest.raises(ValueError, match="^operands could not be broadcast together$"):
+    group_protocol.evaluate(iter(lone), {"pairwise": bug})
 
 
 def names(parsed):
@@ -327,7 +333,7 @@ def test_dense_crf_splits_where_the_threshold_does():
 def test_a_missing_crf_package_is_named(monkeypatch):
   monkeypatch.setitem(sys.modules, "pydensecrf", None)
   monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
-  with pytest.raises(ValueError, match=r"refine='crf' needs pydensecrf2.*coseg_jax\[crf\]"):
+  with pytest.raises(MissingExtra, match=r"refine='crf' needs pydensecrf2.*coseg_jax\[crf\]"):
     maps.refiner("crf")
 
 
