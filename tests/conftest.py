@@ -37,4 +37,5 @@ def vgg16_path(data_dir):
   path = data_dir / "vgg16_features_oxford.pth"
   if not path.is_file():
     pytest.skip(f"real VGG16 weights not found at {path}")
+  pytest.importorskip("torch", reason="reading the .pth weights needs the [torch] extra")
   return path
