@@ -289,26 +289,26 @@ def _check_keys(given, defaults, name, complete):
       renamed = (f" (now {name}.{RENAMED[key]})" if name == "config.data" and key in RENAMED
                  and not isinstance(value, dict) else "")
       raise BadValue(f"unknown config key {name}.{key}{renamed}; known keys of {name}: "
-                       f"{sorted(defaults)}")
+                     f"{sorted(defaults)}")
     if isinstance(defaults[key], dict):
       if not isinstance(value, dict):
         raise BadValue(f"{name}.{key} = {value!r} is invalid: expected a group of keys "
-                         f"{sorted(defaults[key])}")
+                       f"{sorted(defaults[key])}")
       _check_keys(value, defaults[key], f"{name}.{key}", complete)
   missing = sorted(set(defaults) - set(given)) if complete else []
   if missing:
     raise BadValue(f"config key(s) {', '.join(f'{name}.{k}' for k in missing)} missing "
-                     "(coseg_jax/config.py lists every key)")
+                   "(coseg_jax/config.py lists every key)")
 
 
 def _check_data_needs(data):
   """A dataset's required keys that are empty."""
   if data.dataset == "tfds" and not data.tfds.name:
     raise BadValue("config.data.tfds.name is empty: dataset 'tfds' needs a built dataset "
-                     "such as voc2012_coseg/512 (see docs/data.md)")
+                   "such as voc2012_coseg/512 (see docs/data.md)")
   if data.dataset in ("voc", "folder") and not data.root:
     raise BadValue(f"config.data.root is empty: dataset {data.dataset!r} needs the folder "
-                     "holding it (see docs/data.md)")
+                   "holding it (see docs/data.md)")
 
 
 def _check_files(config, training):
@@ -329,16 +329,16 @@ def _check_together(config):
   """Raises ``ValueError`` on keys that do not go together."""
   if config.train.cache_features and not config.train.freeze_encoder:
     raise BadValue("config.train.cache_features=True needs config.train.freeze_encoder=True "
-                     "(features of a trained encoder change every step)")
+                   "(features of a trained encoder change every step)")
   if config.model.skip and config.model.decoder_type != "paper":
     raise BadValue(f"config.model.skip={config.model.skip!r} needs "
-                     "config.model.decoder_type='paper' (the reference decoder has no skip)")
+                   "config.model.decoder_type='paper' (the reference decoder has no skip)")
   if config.model.cue and config.model.decoder_type != "paper":
     raise BadValue(f"config.model.cue={config.model.cue!r} needs "
-                     "config.model.decoder_type='paper'")
+                   "config.model.decoder_type='paper'")
   if config.train.freeze_encoder and config.model.encoder_batch_norm:
     raise BadValue("config.train.freeze_encoder=True with config.model.encoder_batch_norm=True "
-                     "is not supported: freezing is meant for the pretrained VGG16")
+                   "is not supported: freezing is meant for the pretrained VGG16")
 
 
 def _plain(config):
@@ -424,7 +424,7 @@ def migrate(saved):
   for key, inert in DELETED.items():
     if key in data and data.pop(key) != inert:
       raise BadValue(f"config.data.{key} = {saved['data'][key]!r}: this run used a removed "
-                       f"feature (only {inert!r} is supported); use the code it was trained with")
+                     f"feature (only {inert!r} is supported); use the code it was trained with")
   moved = {new: data.pop(old) for old, new in RENAMED.items()
            if old in data and not isinstance(data[old], dict)}  # data.views is a group now
   for new, value in moved.items():

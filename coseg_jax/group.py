@@ -66,7 +66,7 @@ def as_group(images):
   shapes = sorted({image.shape for image in images})
   if len(shapes) > 1:
     raise BadValue(f"all images of a group must have the same shape (resize them first), "
-                     f"got {len(shapes)} different shapes: {shapes[:5]}")
+                   f"got {len(shapes)} different shapes: {shapes[:5]}")
   for i, image in enumerate(images):
     check_values(image, i)
   images = np.stack(images)
@@ -80,16 +80,16 @@ def check_values(image, index):
     return
   if not np.issubdtype(image.dtype, np.floating):
     raise BadValue(f"image {index}: dtype {image.dtype} is neither uint8 RGB (0..255, "
-                     "preprocessed for you) nor float normalised with coseg_jax.preprocess; "
-                     "convert it, e.g. np.asarray(image, np.uint8)")
+                   "preprocessed for you) nor float normalised with coseg_jax.preprocess; "
+                   "convert it, e.g. np.asarray(image, np.uint8)")
   finite = np.isfinite(image)
   if not finite.all():
     raise BadValue(f"image {index}: {image.size - finite.sum()} NaN or infinite pixel values")
   low, high = NORMALISED_RANGE
   if image.size and (image.min() < low - RANGE_SLACK or image.max() > high + RANGE_SLACK):
     raise BadValue(f"image {index}: float values in [{image.min():.3g}, {image.max():.3g}] are "
-                     f"outside the normalised range [{low:.2f}, {high:.2f}]: give uint8 RGB "
-                     "(preprocessed for you) or normalise with coseg_jax.preprocess")
+                   f"outside the normalised range [{low:.2f}, {high:.2f}]: give uint8 RGB "
+                   "(preprocessed for you) or normalise with coseg_jax.preprocess")
 
 
 def chunks(n, chunk_size):

@@ -38,7 +38,7 @@ class Sharding:
     devices = self.mesh.devices.size
     if batch_size % devices:
       raise BadValue(f"config.batch_size={batch_size} does not divide over {devices} devices "
-                       f"({jax.process_count()} processes): use a multiple of {devices}")
+                     f"({jax.process_count()} processes): use a multiple of {devices}")
 
   def put_batch(self, local_batch):
     """This host's slice of a global batch -> global model inputs sharded on the batch axis.

@@ -76,7 +76,7 @@ def contact_sheet(images, captions, cell=160, columns=None):
   """
   if len(images) != len(captions) or not images:
     raise BadValue(f"contact_sheet needs one caption per image and at least one image, got "
-                     f"{len(images)} images and {len(captions)} captions")
+                   f"{len(images)} images and {len(captions)} captions")
   columns = columns or math.ceil(math.sqrt(len(images)))
   rows = math.ceil(len(images) / columns)
   height = cell + CAPTION_HEIGHT

@@ -28,7 +28,7 @@ def preprocess(images):
     raise BadValue(f"preprocess expects RGB images [..., H, W, 3], got shape {tuple(images.shape)}")
   if images.dtype != np.uint8:
     raise BadValue(f"preprocess expects uint8 images (0..255), got dtype {images.dtype}; "
-                     "float images are assumed to be normalised already")
+                   "float images are assumed to be normalised already")
   mean = np.asarray(IMAGENET_MEAN, np.float32)
   std = np.asarray(IMAGENET_STD, np.float32)
   return (images.astype(np.float32) / 255.0 - mean) / std

@@ -214,7 +214,7 @@ def reference_module_name(module):
   if part == "decoder" and rest[0].startswith("block_"):
     return f"dec.model.{_index(rest[0])}.{rest[1]}"
   raise BadValue(f"{'/'.join(module)} has no place in the reference checkpoint layout: use "
-                   "CoSegNet(attention='ca_mlp', decoder_type='reference')")
+                 "CoSegNet(attention='ca_mlp', decoder_type='reference')")
 
 
 def reference_model(**kwargs):

@@ -79,13 +79,13 @@ def find_groups(paths):
   wrong = [str(p) for p in paths if p.is_dir() or not images.is_image_file(p)]
   if wrong:
     raise BadValue(f"--images takes folders or a list of image files, not both; not image "
-                     f"files: "
-                     f"{', '.join(wrong)}")
+                   f"files: "
+                   f"{', '.join(wrong)}")
   stems = [p.stem for p in paths]
   clashes = sorted({str(p) for p in paths if stems.count(p.stem) > 1})
   if clashes:
     raise BadValue(f"--images: files with the same name stem would overwrite each other's "
-                     f"outputs: {', '.join(clashes)}")
+                   f"outputs: {', '.join(clashes)}")
   return [("images", paths)]
 
 
@@ -105,7 +105,7 @@ def _folder_groups(paths):
   clashes = sorted({str(p) for p, name in zip(paths, names) if names.count(name) > 1})
   if clashes:
     raise BadValue(f"--images: folders with the same name would write to the same output "
-                     f"folder: {', '.join(clashes)}")
+                   f"folder: {', '.join(clashes)}")
   groups = []
   for path, name in zip(paths, names):
     files = [p for p in sorted(path.iterdir()) if p.is_file() and images.is_image_file(p)]
@@ -224,7 +224,7 @@ def segment_folder(checkpoint, image_paths, out, *, reduce="mean", leave_one_out
   gate = config_lib.recipe_gate(config) if partner_gate else None
   if partner_gate and gate is None:
     raise BadValue(f"--partner_gate: the run's recipe (config.recipe={config.recipe!r}) "
-                     "offers no gate; the real-photo recipe's runs (configs/cpu_frozen.py) do")
+                   "offers no gate; the real-photo recipe's runs (configs/cpu_frozen.py) do")
   if refine is None:
     log(f"refinement {config.eval.refine or 'none'} (the run's config.eval.refine; --refine "
         "to change it)")
@@ -269,8 +269,8 @@ def check_out_apart(out, image_paths):
     folder = pathlib.Path(path).expanduser().resolve()
     if folder.is_dir() and out != folder and out.is_relative_to(folder):
       raise BadValue(f"--out {out} is inside the --images folder {folder}: a rerun would "
-                       "read it as a group of images; give a folder outside it (or the "
-                       "folder itself)")
+                     "read it as a group of images; give a folder outside it (or the "
+                     "folder itself)")
 
 
 def define(fv):

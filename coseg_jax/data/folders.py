@@ -201,7 +201,7 @@ def scan(root, *, layout="auto", groups=None, on_mismatch="error"):
   unknown = [g for g in wanted if g not in available]
   if unknown:
     raise BadValue(f"unknown group(s) {', '.join(unknown)} in {root}; available groups: "
-                     f"{', '.join(available)}")
+                   f"{', '.join(available)}")
   problems = []
   found = [_match(name, image_folder, mask_folder, problems)
            for name, image_folder, mask_folder in folders if not wanted or name in wanted]

@@ -102,7 +102,7 @@ def pair_source(data_config, split):
   dataset = folder_dataset(config)
   if not dataset.has_masks and not evaluating:
     raise BadValue(f"{config.root}: layout {dataset.layout!r} has no masks, so it cannot be "
-                     "used for training")
+                   "used for training")
   return folders.FolderPairs.from_dataset(dataset)
 
 
@@ -149,10 +149,10 @@ def dataset(data_config, *, split, batch_size, seed, shard_index=0, shard_count=
   config = config_lib.resolve_data(data_config)
   if not 0 <= shard_index < shard_count:
     raise BadValue(f"shard_index={shard_index}, shard_count={shard_count}: expected "
-                     "0 <= shard_index < shard_count")
+                   "0 <= shard_index < shard_count")
   if batch_size <= 0 or batch_size % shard_count:
     raise BadValue(f"batch_size={batch_size}: expected a positive multiple of "
-                     f"shard_count={shard_count} (it is the global batch size)")
+                   f"shard_count={shard_count} (it is the global batch size)")
   if not 0 <= seed < 2**32:
     raise BadValue(f"seed={seed}: expected an integer in [0, 2**32)")
   source = pair_source(config, split)
@@ -221,7 +221,7 @@ def iterate_groups(data_config, *, split="test"):
     return
   if config.dataset == "voc":
     raise BadValue("iterate_groups: VOC 2012 has no groups; use dataset 'folder' or "
-                     "'synthetic' (VOC pairs come from build())")
+                   "'synthetic' (VOC pairs come from build())")
   if config.dataset == "synthetic":
     settings = config.synthetic
     for index in range(settings.num_groups):

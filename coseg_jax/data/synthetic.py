@@ -252,7 +252,7 @@ def render_group(index, *, seed=0, split="test", image_size=128, num_categories=
   _check(num_categories, image_size)
   if group_size < 2 or not 0 < common_fraction <= 1:
     raise BadValue(f"group_size={group_size}, common_fraction={common_fraction}: expected "
-                     "group_size >= 2 and 0 < common_fraction <= 1")
+                   "group_size >= 2 and 0 < common_fraction <= 1")
   rng = _rng(seed, split, index)
   order = rng.permutation(num_categories)
   common, others = int(order[0]), [int(c) for c in order[1:]]

@@ -277,7 +277,7 @@ def pair_source(config, split):
   if stored.kind == "voc":
     if stored.metadata["split_seed"] != config.voc.split_seed:
       raise BadValue(f"config.data.voc.split_seed={config.voc.split_seed}: {stored.name} was "
-                       f"built with the val/test split seed {stored.metadata['split_seed']}")
+                     f"built with the val/test split seed {stored.metadata['split_seed']}")
     pairs_file = f"{config.voc.pairs_dir}/{split}.txt" if config.voc.pairs_dir else None
     ids, index, pairs = voc_pairs(stored, split, pairs_file)
     return TfdsPairs(records, pairs, tuple(ids), tuple(index[i] for i in ids))
@@ -300,7 +300,7 @@ def iterate_groups(config):
   stored = load(config.tfds.name, config.tfds.data_dir)
   if stored.kind != "folder":
     raise BadValue(f"config.data.tfds.name={stored.name!r} holds VOC 2012 pairs, which have "
-                     "no groups; use a coseg_folder dataset")
+                   "no groups; use a coseg_folder dataset")
   records, start = stored.split(FOLDER_SPLIT), 0
   for name, files in zip(stored.metadata["groups"], stored.metadata["files"]):
     group = [records[n] for n in range(start, start + len(files))]

@@ -76,7 +76,7 @@ def render(groups, size, seed=SEED):
   groups = list(groups)
   if len(groups) < 2:
     raise BadValue(f"the distractor test needs at least two groups (the pasted object "
-                     f"comes from another one); got {len(groups)}")
+                   f"comes from another one); got {len(groups)}")
   rng = np.random.default_rng(seed)
   items = [(g, i) for g, grp in enumerate(groups) for i in range(len(grp["inputs"]))]
   index = {item: k for k, item in enumerate(items)}
@@ -85,7 +85,7 @@ def render(groups, size, seed=SEED):
   few = [groups[g]["name"] for g, found in with_object.items() if len(found) < 2]
   if few:
     raise BadValue(f"groups {few} have fewer than two images with an object: the "
-                     "distractor test pairs each composite with another image of the group")
+                   "distractor test pairs each composite with another image of the group")
   composites, labels, classes, partners = [], [], [], []
   for g, grp in enumerate(groups):
     donors = [d for h, found in with_object.items() if h != g for d in found]

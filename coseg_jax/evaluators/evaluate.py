@@ -20,7 +20,7 @@ def protocols(modes, save_maps):
       found.append(("saliency" if protocol == "groups" and save_maps else protocol, of))
   if save_maps and not modes_lib.of(modes, "groups"):
     raise BadValue(f"save_maps={save_maps!r}: maps come from the group modes, and none of "
-                     f"{[m.name for m in modes]} is one")
+                   f"{[m.name for m in modes]} is one")
   return found
 
 
@@ -42,7 +42,7 @@ def run(*, config=None, workdir=None, checkpoint=None, modes=None, split="test",
   found = runs.resolve(workdir, checkpoint)
   if found.released and config is None and not release.is_release(found.path):
     raise BadValue(f"{found.path} is a released checkpoint without a run config: give the "
-                     "experiment config with --config (e.g. configs/reference_ca.py)")
+                   "experiment config with --config (e.g. configs/reference_ca.py)")
   config, model, variables, read = runs.load_checkpoint(found, config, log, vgg16_weights)
   config_lib.validate(config, training=False)
   settings = config.eval

@@ -38,7 +38,7 @@ def mode_gate(mode, gate):
   """The gate of ``mode``: ``gate`` (a recipe's, ``config.recipe_gate``) if it is gated."""
   if mode.gate and gate is None:
     raise BadValue(f"mode {mode.name} is gated, and the config's recipe (config.recipe) "
-                     "offers no gate: use a recipe's config, e.g. configs/cpu_frozen.py")
+                   "offers no gate: use a recipe's config, e.g. configs/cpu_frozen.py")
   return gate if mode.gate else None
 
 
@@ -127,7 +127,7 @@ def check(data_config, modes):
   if data_config.dataset == "synthetic":
     if "pairwise" in names and data_config.synthetic.group_size < 2:
       raise BadValue(f"mode pairwise needs at least 2 images per group; config.data."
-                       f"synthetic.group_size = {data_config.synthetic.group_size}")
+                     f"synthetic.group_size = {data_config.synthetic.group_size}")
     return
   if data_config.dataset != "folder":  # a TFDS dataset was checked when it was built
     return
@@ -137,12 +137,12 @@ def check(data_config, modes):
   unscored = [g.name for g in dataset.groups if g.masks is None]
   if unscored:
     raise BadValue(f"groups {unscored} of {data_config.root} have no masks, so they cannot "
-                     f"be scored ({NO_MASKS})")
+                   f"be scored ({NO_MASKS})")
   if distractor and len(dataset.groups) < 2:
     raise BadValue(f"the distractor modes need at least two groups; {data_config.root} "
-                     f"has {len(dataset.groups)} (choose them with --config.data.groups)")
+                   f"has {len(dataset.groups)} (choose them with --config.data.groups)")
   single = [g.name for g in dataset.groups if len(g.images) < 2]
   if "pairwise" in names and single:
     raise BadValue(f"mode pairwise needs at least 2 images per group; groups {single} of "
-                     f"{data_config.root} have one (leave pairwise out of "
-                     "--config.eval.modes, or choose groups with --config.data.groups)")
+                   f"{data_config.root} have one (leave pairwise out of "
+                   "--config.eval.modes, or choose groups with --config.data.groups)")

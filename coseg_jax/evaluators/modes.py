@@ -93,7 +93,7 @@ def parse(names, dataset, gate=False):
   grouped = [m.name for m in modes if m.protocol != "pairs"]
   if dataset == "voc" and grouped:
     raise BadValue(f"modes {grouped} need groups, which VOC 2012 pairs do not have; use "
-                     f"{list(DEFAULTS['voc'])}")
+                   f"{list(DEFAULTS['voc'])}")
   return modes
 
 

@@ -69,7 +69,7 @@ class SodScores:
     saved_map = np.asarray(saved_map)
     if saved_map.dtype != np.uint8 or saved_map.shape != np.shape(mask):
       raise BadValue(f"expected a uint8 map of the mask's shape {np.shape(mask)}, got "
-                       f"{saved_map.dtype} {saved_map.shape}")
+                     f"{saved_map.dtype} {saved_map.shape}")
     gt = np.asarray(mask, bool).astype(np.uint8) * PNG_MAX
     for metric in self._metrics.values():
       metric.step(pred=saved_map, gt=gt)
@@ -145,6 +145,6 @@ def score_folder(pred_dir, gt_root, layout="auto"):
       saved = read_map(pathlib.Path(pred_dir) / group.name / f"{image_path.stem}.png")
       if saved.shape != mask.shape:
         raise BadValue(f"{pred_dir}/{group.name}/{image_path.stem}.png is {saved.shape} but "
-                         f"its mask {mask_path} is {mask.shape}; maps must be at the image's size")
+                       f"its mask {mask_path} is {mask.shape}; maps must be at the image's size")
       scores.add(saved, mask)
   return scores.results()

@@ -12,7 +12,7 @@ def build(model_config):
   """CoSegNet from ``config.model`` (see coseg_jax/config.py for the keys)."""
   if model_config.dtype not in DTYPES:
     raise BadValue(f"config.model.dtype must be one of {sorted(DTYPES)}, "
-                     f"got {model_config.dtype!r}")
+                   f"got {model_config.dtype!r}")
   return CoSegNet(
       attention=model_config.attention,
       encoder_widths=tuple(model_config.encoder_widths),

@@ -171,5 +171,5 @@ def _reduce_with(reduce, alphas, leave_one_out):
   context = np.stack([np.asarray(reduce(group), np.float64) for group in groups])
   if context.shape != (len(groups), channels):
     raise BadValue(f"reduce {getattr(reduce, '__name__', reduce)!r} must map [M, {channels}] "
-                     f"attentions to [{channels}], got shape {context.shape[1:]}")
+                   f"attentions to [{channels}], got shape {context.shape[1:]}")
   return context

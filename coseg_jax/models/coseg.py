@@ -43,7 +43,7 @@ def check_size(size, name="image_size"):
   """Raises a ValueError naming ``name`` unless ``size`` is a positive multiple of 32."""
   if not is_size(size):
     raise BadValue(f"{name}={size!r}: expected a positive multiple of {STRIDE} (the "
-                     "encoder's stride)")
+                   "encoder's stride)")
 
 
 def check_images(x, name="images"):
@@ -52,7 +52,7 @@ def check_images(x, name="images"):
     raise BadValue(f"{name} must be [B, H, W, 3] (NHWC, RGB), got shape {tuple(x.shape)}")
   if not (is_size(x.shape[1]) and is_size(x.shape[2])):
     raise BadValue(f"{name}: height and width must be positive multiples of {STRIDE} "
-                     f"(the encoder's stride), got {x.shape[1]}x{x.shape[2]}")
+                   f"(the encoder's stride), got {x.shape[1]}x{x.shape[2]}")
 
 
 class CoSegNet(nn.Module):
@@ -107,15 +107,15 @@ class CoSegNet(nn.Module):
   def setup(self):
     if isinstance(self.attention, str) and self.attention not in ATTENTIONS:
       raise BadValue(f"attention must be one of {sorted(ATTENTIONS)} or a learner class, "
-                       f"got {self.attention!r}")
+                     f"got {self.attention!r}")
     if self.decoder_type not in DECODERS:
       raise BadValue(f"decoder_type must be one of {DECODERS}, got {self.decoder_type!r}")
     if self.skip not in SKIPS or (self.skip and self.decoder_type != "paper"):
       raise BadValue(f"skip must be one of {tuple(SKIPS)} (a skip needs decoder_type='paper'"
-                       f"), got skip={self.skip!r} with decoder_type={self.decoder_type!r}")
+                     f"), got skip={self.skip!r} with decoder_type={self.decoder_type!r}")
     if self.cue not in CUES or (self.cue and self.decoder_type != "paper"):
       raise BadValue(f"cue must be one of {CUES} (a cue needs decoder_type='paper'), got "
-                       f"cue={self.cue!r} with decoder_type={self.decoder_type!r}")
+                     f"cue={self.cue!r} with decoder_type={self.decoder_type!r}")
     if self.cue:
       self.correlation = CorrelationCue(self.cue_prototypes, dtype=self.dtype)
     self.encoder = VGG16Encoder(self.encoder_widths, self.encoder_convs,
@@ -179,7 +179,7 @@ class CoSegNet(nn.Module):
     if self.cue:
       if partner is None:
         raise BadValue(f"cue={self.cue!r}: decode needs the partner prototypes "
-                         "(partner=[B, K, C], from CoSegNet.prototypes)")
+                       "(partner=[B, K, C], from CoSegNet.prototypes)")
       attended = jnp.concatenate([attended, self.correspondence(f, partner)], axis=-1)
     if not self.taps:
       return self.decoder(attended, train=train)
@@ -193,7 +193,7 @@ class CoSegNet(nn.Module):
     check_images(img_b, "img_b")
     if img_a.shape != img_b.shape:
       raise BadValue(f"img_a and img_b must have the same shape, got {tuple(img_a.shape)} "
-                       f"and {tuple(img_b.shape)}")
+                     f"and {tuple(img_b.shape)}")
     return self.decode_pair(self.encode(jnp.concatenate([img_a, img_b]), train=train), train)
 
   def decode_pair(self, f, train: bool = False):

@@ -64,7 +64,7 @@ class ReferenceDecoder(nn.Module):
   def __call__(self, x, train: bool = False):
     if min(x.shape[1:3]) < 2:
       raise BadValue(f"the reference decoder reflect-pads its {x.shape[1]}x{x.shape[2]} input "
-                       "by 1 and needs at least 2x2 features: images of at least 64x64")
+                     "by 1 and needs at least 2x2 features: images of at least 64x64")
     for j in range(self.n_res):
       x = ResBlock(dtype=self.dtype, ops=self.ops, name=f"res_{j}")(x, train)
     width = x.shape[-1]

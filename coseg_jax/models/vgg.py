@@ -62,7 +62,7 @@ class VGG16Encoder(nn.Module):
   def __call__(self, x, train: bool = False):
     if len(self.widths) != 5 or len(self.convs_per_stage) != 5:
       raise BadValue(f"the encoder has 5 stages: got widths {tuple(self.widths)} and "
-                       f"convs_per_stage {tuple(self.convs_per_stage)}")
+                     f"convs_per_stage {tuple(self.convs_per_stage)}")
     stages = layer_indices(self.convs_per_stage, self.batch_norm)
     pooled = {}
     for stage, (width, indices) in enumerate(zip(self.widths, stages), 1):

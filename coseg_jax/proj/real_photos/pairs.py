@@ -66,7 +66,7 @@ def render_pasted(groups, config):
   """
   if len(groups) < 3:
     raise BadValue("config.data.views.pasted_pairs > 0 needs at least three groups (the "
-                     f"object and two unrelated photos); got {len(groups)}")
+                   f"object and two unrelated photos); got {len(groups)}")
   items = [(g, image, mask) for g, group in enumerate(groups)
            for image, mask in zip(group["images"], group["masks"])]
   rng = np.random.default_rng(config.seed)
@@ -135,7 +135,7 @@ class RecipePairSampler(views.PairSampler):
       raise BadValue(f"config.data.views.pasted + lacking = {pasted + lacking}: at most 1")
     if pasted and not len(self.pasted_rows):
       raise BadValue(f"config.data.views.pasted = {pasted} needs pasted pairs: set "
-                       "config.data.views.pasted_pairs > 0")
+                     "config.data.views.pasted_pairs > 0")
     v = views_
     has_object = (v.labels == OWN).any((1, 2))
     self.plain = np.flatnonzero((v.pasted == views.NONE) & has_object)

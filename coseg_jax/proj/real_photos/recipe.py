@@ -69,7 +69,7 @@ def check(config):
   if config.data.views.enabled and not (config.train.cache_features
                                         and config.data.dataset == "folder"):
     raise BadValue("config.data.views.enabled=True needs config.data.dataset='folder' and "
-                     "config.train.cache_features=True (the views are encoded once)")
+                   "config.train.cache_features=True (the views are encoded once)")
 
 
 def train_data(config, model, variables):

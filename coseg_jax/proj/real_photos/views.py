@@ -127,7 +127,7 @@ def render(groups, config):
   """
   if config.composites and len(groups) < 2:
     raise BadValue("config.data.views.composites > 0 needs at least two groups (the pasted "
-                     f"object comes from another group); got {len(groups)}")
+                   f"object comes from another group); got {len(groups)}")
   items = _items(groups)
   rng = np.random.default_rng(config.seed)
   out = _Rows()
