@@ -13,7 +13,7 @@ from PIL import Image
 
 from coseg_jax import config as config_lib
 from coseg_jax.data import folders
-from coseg_jax.proj.real_photos import recipe, view_cache, views
+from coseg_jax.proj.real_photos import recipe, row_files, view_cache, views
 from coseg_jax.training import feature_cache, trainer as train_lib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -150,10 +150,16 @@ def test_view_features_are_cached_on_disk(tmp_path):
   built, features = view_cache.view_features(dataset, view_config, model,
                                                 {"params": variables}, config.data.views.cache_dir)
   files = sorted((tmp_path / "cache").iterdir())
-  assert len(files) == 1 and files[0].suffix == ".npz"
+  assert len(files) == 1 and files[0].is_dir()  # no temporary folder left
+  assert sorted(p.name for p in files[0].iterdir()) == [
+      "features.npy", "labels.npy", "own.npy", "pasted.npy", "source.npy"]
+  assert built.images is None and isinstance(features, row_files.RowFile)
   assert features.dtype == np.float16 and features.shape == (len(built.labels), 2, 2, 16)
-  direct = feature_cache.encode_images(model, {"params": variables}, built.images[:3])
+  rendered = views.render([folders.load_group(g) for g in dataset.groups], view_config)
+  np.testing.assert_array_equal(built.labels, rendered.labels)
+  direct = feature_cache.encode_images(model, {"params": variables}, rendered.images[:3])
   np.testing.assert_array_equal(features[:3], direct)
+  np.testing.assert_array_equal(features[[2, 0]], direct[[2, 0]])
   read, cached = view_cache.view_features(dataset, view_config, model, {"params": variables},
                                              config.data.views.cache_dir)
   assert read.images is None
@@ -164,6 +170,61 @@ def test_view_features_are_cached_on_disk(tmp_path):
   view_cache.view_features(dataset, other, model, {"params": variables},
                               config.data.views.cache_dir)
   assert len(list((tmp_path / "cache").iterdir())) == 2  # other views: another cache
+
+
+@pytest.mark.slow
+def test_a_cache_of_the_npz_version_is_rewritten_as_a_folder_not_encoded_again(tmp_path,
+                                                                              monkeypatch):
+  root = write_folder_dataset(tmp_path / "data")
+  config = views_config(root, tmp_path / "cache")
+  model = train_lib.models.build(config.model)
+  variables = {"params": train_lib.create_state(config, model, jax.random.key(0)).params}
+  dataset, view_config = folders.scan(root), views.ViewConfig(size=64, crops=1, composites=1)
+  built, features = view_cache.view_features(dataset, view_config, model, variables,
+                                             config.data.views.cache_dir)
+  folder = next((tmp_path / "cache").iterdir())
+  np.savez(f"{folder}.npz", features=np.asarray(features), labels=np.asarray(built.labels),
+           **{k: getattr(built, k) for k in ("source", "own", "pasted")})
+  shutil.rmtree(folder)
+  monkeypatch.setattr(view_cache, "encode_images", None)  # encoding would fail
+  read, again = view_cache.view_features(dataset, view_config, model, variables,
+                                         config.data.views.cache_dir)
+  assert [p.name for p in (tmp_path / "cache").iterdir()] == [folder.name]  # .npz removed
+  np.testing.assert_array_equal(again, features)
+  np.testing.assert_array_equal(read.labels, built.labels)
+
+
+@pytest.mark.slow
+def test_a_build_that_fails_midway_leaves_no_cache_and_the_next_run_builds_it(tmp_path,
+                                                                              monkeypatch):
+  root = write_folder_dataset(tmp_path / "data")
+  config = views_config(root, tmp_path / "cache")
+  model = train_lib.models.build(config.model)
+  variables = {"params": train_lib.create_state(config, model, jax.random.key(0)).params}
+  dataset, view_config = folders.scan(root), views.ViewConfig(size=64, crops=1, composites=1)
+  encode = feature_cache.encode_images
+
+  def full_disk_after_one_chunk(*args, out, **kwargs):
+    def writers(rows):
+      made = out(rows)
+      made.write = functools.partial(_fail_second_write, made.write, [])
+      return made
+    return encode(*args, out=writers, chunk_size=2, **kwargs)
+  monkeypatch.setattr(view_cache, "encode_images", full_disk_after_one_chunk)
+  with pytest.raises(OSError, match="No space left"):
+    view_cache.view_features(dataset, view_config, model, variables, config.data.views.cache_dir)
+  assert not list((tmp_path / "cache").iterdir())  # no partial folder
+  monkeypatch.setattr(view_cache, "encode_images", encode)
+  _, features = view_cache.view_features(dataset, view_config, model, variables,
+                                         config.data.views.cache_dir)
+  assert len(list((tmp_path / "cache").iterdir())) == 1 and np.isfinite(features[:]).all()
+
+
+def _fail_second_write(write, calls, rows):
+  calls.append(rows)
+  if len(calls) > 1:
+    raise OSError(28, "No space left on device")
+  write(rows)
 
 
 def test_the_cache_key_follows_the_files_bytes_not_their_place_or_times(tmp_path):

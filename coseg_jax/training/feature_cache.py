@@ -90,9 +90,33 @@ def encode_chunks(model, encoder, images, chunk_size, progress=None):
 ENCODE_CHUNK = 8
 
 
-def encode_images(model, variables, images, chunk_size=ENCODE_CHUNK, desc="encode"):
+def encode_images(model, variables, images, chunk_size=ENCODE_CHUNK, desc="encode", out=None):
   """uint8 [N, S, S, 3] -> float16 encoder features [N, h, w, C] (a dict of such with a
-  skip), with a progress bar."""
+  skip), with a progress bar, filled chunk by chunk: only one chunk is ever held in float32.
+
+  ``out(rows)``, if given, makes what is filled from the first chunk's features (their row
+  shapes are ``rows``, a tree of [1, h, w, C] arrays), e.g. writers of files on disk
+  (``write(rows)``), so that the features are never all in memory; it is returned.
+  """
   progress = functools.partial(tqdm.tqdm, desc=desc, leave=False)
-  features = encode_chunks(model, encoder_variables(variables), images, chunk_size, progress)
-  return jax.tree.map(lambda x: x.astype(np.float16), features)
+  encoder, filled, start = encoder_variables(variables), None, 0
+  for f, k in group.map_chunks(functools.partial(encode, model, encoder), images, chunk_size,
+                               progress):
+    f = jax.tree.map(lambda x, k=k: np.asarray(x)[:k].astype(np.float16), f)
+    if filled is None:
+      filled = (out or functools.partial(_in_memory, len(images)))(group.rows(f, slice(0, 1)))
+    jax.tree.map(lambda o, x, s=start: _put(o, s, x), filled, f)
+    start += k
+  return filled
+
+
+def _in_memory(n, rows):
+  return jax.tree.map(lambda x: np.empty((n,) + x.shape[1:], np.float16), rows)
+
+
+def _put(target, start, rows):
+  """Rows written at ``start`` of an array, or appended by a writer (``write``)."""
+  if hasattr(target, "write"):
+    target.write(rows)
+  else:
+    target[start:start + len(rows)] = rows

@@ -30,8 +30,7 @@ import numpy as np
 from coseg_jax.data import resize
 from coseg_jax.data.paste import OWN, paste
 from coseg_jax.errors import BadValue
-from coseg_jax.proj.real_photos import views
-from coseg_jax.proj.real_photos import view_cache
+from coseg_jax.proj.real_photos import row_files, view_cache, views
 
 TRIES = 5  # bases tried per pasted pair before it is left out
 
@@ -112,14 +111,22 @@ def pasted_features(dataset, config, model, variables, cache_dir=""):
 
 
 def join(first, second):
-  """Two ``views.Views`` (or their features) one after the other."""
+  """Two ``views.Views`` (or their features) one after the other; labels and features are
+  ``row_files.Stacked`` (read by rows, not copied into one array)."""
   if isinstance(first, views.Views):
     fields = [f.name for f in dataclasses.fields(views.Views)]
     images = None if first.images is None or second.images is None else np.concatenate(
         [first.images, second.images])
-    return views.Views(images, *(np.concatenate([getattr(first, k), getattr(second, k)])
-                                 for k in fields[1:]))
-  return jax.tree.map(lambda a, b: np.concatenate([a, b]), first, second)
+    return views.Views(images, row_files.Stacked(first.labels, second.labels),
+                       *(np.concatenate([getattr(first, k), getattr(second, k)])
+                         for k in fields[2:]))
+  return jax.tree.map(row_files.Stacked, first, second)
+
+
+def has_object(labels, chunk=256):
+  """bool [V]: which views show their own object (labels read ``chunk`` rows at a time)."""
+  return np.concatenate([(labels[i:i + chunk] == OWN).any((1, 2))
+                         for i in range(0, len(labels), chunk)])
 
 
 class RecipePairSampler(views.PairSampler):
@@ -137,8 +144,7 @@ class RecipePairSampler(views.PairSampler):
       raise BadValue(f"config.data.views.pasted = {pasted} needs pasted pairs: set "
                      "config.data.views.pasted_pairs > 0")
     v = views_
-    has_object = (v.labels == OWN).any((1, 2))
-    self.plain = np.flatnonzero((v.pasted == views.NONE) & has_object)
+    self.plain = np.flatnonzero((v.pasted == views.NONE) & has_object(v.labels))
     self.without = {g: np.flatnonzero((v.own != g) & (v.pasted != g)) for g in self.groups}
     if lacking and not len(self.plain):
       raise BadValue(f"config.data.views.lacking = {lacking} needs plain views with an object")

@@ -2,17 +2,20 @@
 (``config.data.views.cache_dir``), under a key of what the features depend on."""
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import pathlib
+import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from coseg_jax.data import folders
-from coseg_jax.proj.real_photos import views
+from coseg_jax.errors import BadValue
+from coseg_jax.proj.real_photos import row_files, views
 from coseg_jax.training.feature_cache import encode_images
 
 
@@ -39,51 +42,107 @@ def file_digests(dataset):
 
 
 def view_cache_path(dataset, what, model, variables, cache_dir=""):
-  """``<cache_dir>/views-<key>.npz``: the key covers the files (``file_digests``), ``what``
-  is rendered (any JSON-able description), the encoder and its weights."""
+  """``<cache_dir>/views-<key>``, a folder of ``.npy`` files: the key covers the files
+  (``file_digests``), ``what`` is rendered (any JSON-able description), the encoder and its
+  weights."""
   files = file_digests(dataset)
   encoder = jax.tree.leaves(variables["params"]["encoder"])
   encoder_config = (model.encoder_widths, model.encoder_convs, model.encoder_batch_norm)
   if model.skip:  # only then: caches of models without a skip keep their names
     encoder_config += (model.skip,)
   key = digest(files, what, encoder_config, *(np.asarray(x).tobytes() for x in encoder))
-  return os.path.join(cache_dir or default_cache_dir(), f"views-{key}.npz")
+  return os.path.join(cache_dir or default_cache_dir(), f"views-{key}")
 
 
 def cached_views(path, render, model, variables):
-  """(Views, float16 features) read from ``path``, or rendered, encoded and written there."""
-  if os.path.isfile(path):
-    with np.load(path) as saved:
-      arrays = {k: saved[k] for k in saved.files}
-    features = loaded_features(arrays)
-    return views.Views(images=None, **arrays), features
-  rendered = render()
+  """(Views, float16 features) of the cache folder ``path``, rendered, encoded and written
+  there first if it is not there yet.
+
+  The views' labels and features are ``row_files.RowFile``s (read by rows from disk): the
+  features are written chunk by chunk as they are encoded, so neither building nor reading
+  the cache holds them all in memory. A cache of an earlier version (``<path>.npz``) is
+  rewritten as such a folder once.
+  """
+  if not os.path.isdir(path):
+    if os.path.isfile(path + ".npz"):
+      _write_atomically(path, functools.partial(_from_npz, path + ".npz"))
+      os.remove(path + ".npz")
+    else:
+      _write_atomically(path, functools.partial(_encode_views, render(), model, variables))
+  return read_cache(path)
+
+
+def read_cache(path):
+  """(``views.Views`` without images, features) of a cache folder, read by rows."""
+  arrays = {}
+  for name in sorted(os.listdir(path)):
+    key = name.removesuffix(".npy")
+    if key in ("labels",) or key.startswith("features"):
+      arrays[key] = row_files.RowFile(os.path.join(path, name))
+    else:
+      arrays[key] = np.load(os.path.join(path, name))
+  missing = set(VIEW_FIELDS + ("features",)) - set(arrays)
+  if missing:
+    raise BadValue(f"{path}: not a complete view cache (no {', '.join(sorted(missing))}); "
+                   "delete it to encode the views again")
+  features = loaded_features(arrays)
+  return views.Views(images=None, **arrays), features
+
+
+def _write_atomically(path, write):
+  """``write(folder)`` into a temporary folder, then renamed to ``path``: a killed or
+  failed build (a full disk) leaves nothing; of two runs building it at once, the first
+  rename wins and the other run reads that one."""
+  partial = f"{path}.{os.getpid()}.tmp"
+  try:
+    os.makedirs(partial)
+    write(partial)
+    try:
+      os.rename(partial, path)
+    except OSError:
+      if not os.path.isdir(path):
+        raise
+  finally:
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def _encode_views(rendered, model, variables, folder):
+  for k in VIEW_FIELDS:
+    np.save(os.path.join(folder, k + ".npy"), getattr(rendered, k))
+  writers = []
+
+  def open_writers(rows):
+    def writer(name, x):
+      writers.append(row_files.RowWriter(os.path.join(folder, name + ".npy"),
+                                         (len(rendered.labels),) + x.shape[1:], np.float16))
+      return writers[-1]
+    return unsaved_features({k: writer(k, x) for k, x in saved_features(rows).items()})
   # Encoded in float32 whatever the model's compute dtype: on the CPU, XLA's bfloat16
   # convolutions are slower than its float32 ones.
-  features = encode_images(model.clone(dtype=jnp.float32), variables, rendered.images,
-                           desc="encode views")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  partial = f"{path}.{os.getpid()}.tmp.npz"
   try:
-    np.savez(partial, **saved_features(features),
-             **{k: getattr(rendered, k) for k in VIEW_FIELDS})
-    os.replace(partial, path)
-  except BaseException:  # a full disk, an interrupt: no partial file left behind
-    if os.path.exists(partial):
-      os.remove(partial)
-    raise
-  return rendered, features
+    encode_images(model.clone(dtype=jnp.float32), variables, rendered.images,
+                  desc="encode views", out=open_writers)
+  finally:
+    for w in writers:
+      w.file.close()
+  for w in writers:
+    w.close()  # checks that every row was written
+
+
+def _from_npz(npz, folder):
+  with np.load(npz) as saved:
+    for k in saved.files:  # one array in memory at a time
+      np.save(os.path.join(folder, k + ".npy"), saved[k])
 
 
 def view_features(dataset, view_config, model, variables, cache_dir=""):
   """(``views.Views``, float16 features [V, h, w, C], a dict of such with a skip) of a
   folder dataset's views.
 
-  Rendered and encoded once, then read from ``<cache_dir>/views-<key>.npz``
-  (``view_cache_path``): the key covers what the features depend on (not the attention
-  or decoder, so their ablations share one cache). Written atomically: a killed build
-  leaves no partial cache. The views' ``images`` are not kept (None when read from the
-  cache).
+  Rendered and encoded once, then read by rows from ``<cache_dir>/views-<key>/``
+  (``view_cache_path``, ``cached_views``): the key covers what the features depend on (not
+  the attention or decoder, so their ablations share one cache). Written atomically: a
+  killed build leaves no partial cache. The views' ``images`` are not kept (None).
   """
   def render():
     return views.render([folders.load_group(g) for g in dataset.groups], view_config)
@@ -105,6 +164,10 @@ def saved_features(features):
 
 def loaded_features(arrays):
   """The inverse of ``saved_features``: pops the features out of a cache's arrays."""
-  skips = {k[len(SKIP_PREFIX):]: arrays.pop(k) for k in list(arrays) if k.startswith(SKIP_PREFIX)}
-  pool5 = arrays.pop("features")
-  return {"pool5": pool5, **skips} if skips else pool5
+  return unsaved_features({k: arrays.pop(k) for k in list(arrays) if k.startswith("features")})
+
+
+def unsaved_features(saved):
+  """The cache's arrays of features -> encoder features (pool5, or a dict with a skip)."""
+  skips = {k[len(SKIP_PREFIX):]: v for k, v in saved.items() if k.startswith(SKIP_PREFIX)}
+  return {"pool5": saved["features"], **skips} if skips else saved["features"]
