@@ -19,6 +19,7 @@ import numpy as np
 import tqdm
 
 from coseg_jax import group
+from coseg_jax.errors import BadValue
 from coseg_jax.models.coseg import CoSegNet
 
 
@@ -90,24 +91,44 @@ def encode_chunks(model, encoder, images, chunk_size, progress=None):
 ENCODE_CHUNK = 8
 
 
-def encode_images(model, variables, images, chunk_size=ENCODE_CHUNK, desc="encode", out=None):
-  """uint8 [N, S, S, 3] -> float16 encoder features [N, h, w, C] (a dict of such with a
-  skip), with a progress bar, filled chunk by chunk: only one chunk is ever held in float32.
+def encode_images(model, variables, images, chunk_size=ENCODE_CHUNK, desc="encode", out=None,
+                  count=None):
+  """uint8 images -> float16 encoder features [N, h, w, C] (a dict of such with a skip),
+  ``chunk_size`` at a time with a progress bar, the last chunk padded (one compiled shape).
 
-  ``out(rows)``, if given, makes what is filled from the first chunk's features (their row
-  shapes are ``rows``, a tree of [1, h, w, C] arrays), e.g. writers of files on disk
+  ``images`` is an array [N, S, S, 3] or an iterable of ``count`` images [S, S, 3], taken a
+  chunk at a time. The features are filled chunk by chunk (only one chunk is ever in
+  float32) into what ``out(rows)`` makes from the first chunk's features (their row shapes
+  are ``rows``, a tree of [1, h, w, C] arrays): arrays, or writers of files on disk
   (``write(rows)``), so that the features are never all in memory; it is returned.
   """
-  progress = functools.partial(tqdm.tqdm, desc=desc, leave=False)
+  count = len(images) if count is None else count
   encoder, filled, start = encoder_variables(variables), None, 0
-  for f, k in group.map_chunks(functools.partial(encode, model, encoder), images, chunk_size,
-                               progress):
+  chunks = tqdm.tqdm(_stacked_chunks(images, chunk_size), total=-(-count // chunk_size),
+                     desc=desc, leave=False)
+  for chunk in chunks:
+    k = len(chunk)
+    f = encode(model, encoder, group.pad(chunk, chunk_size))
     f = jax.tree.map(lambda x, k=k: np.asarray(x)[:k].astype(np.float16), f)
     if filled is None:
-      filled = (out or functools.partial(_in_memory, len(images)))(group.rows(f, slice(0, 1)))
+      filled = (out or functools.partial(_in_memory, count))(group.rows(f, slice(0, 1)))
     jax.tree.map(lambda o, x, s=start: _put(o, s, x), filled, f)
     start += k
+  if start != count:
+    raise BadValue(f"{start} images encoded, {count} expected")
   return filled
+
+
+def _stacked_chunks(images, chunk_size):
+  """[K, S, S, 3] arrays of up to ``chunk_size`` images taken from an iterable."""
+  chunk = []
+  for image in images:
+    chunk.append(image)
+    if len(chunk) == chunk_size:
+      yield np.stack(chunk)
+      chunk = []
+  if chunk:
+    yield np.stack(chunk)
 
 
 def _in_memory(n, rows):

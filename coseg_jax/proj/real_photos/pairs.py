@@ -55,8 +55,14 @@ def _pasted_view(base, donor, size, rng):
 
 
 def render_pasted(groups, config):
-  """Pasted pairs of ``groups`` (dicts with "images" and "masks", as ``folders.load_group``)
-  -> ``views.Views`` whose rows 2k and 2k + 1 are the two sides of pair k.
+  """Pasted pairs of ``groups`` in memory: ``views.collect(pasted_rows(groups, config))``."""
+  return views.collect(pasted_rows(groups, config))
+
+
+def pasted_rows(groups, config):
+  """Yields the views of the pasted pairs of ``groups`` (dicts with "images" and "masks",
+  as ``folders.load_group``) as ``views.view_rows`` does; views 2k and 2k + 1 are the two
+  sides of pair k.
 
   For each image with an object (the donor), ``config.pairs_per_image`` times: two photos
   of two different groups, neither the donor's, each with the donor's object pasted in
@@ -69,20 +75,18 @@ def render_pasted(groups, config):
   items = [(g, image, mask) for g, group in enumerate(groups)
            for image, mask in zip(group["images"], group["masks"])]
   rng = np.random.default_rng(config.seed)
-  rows = []
-  for donor_index, (g, image, mask) in enumerate(items):
+  any_rows = False
+  for g, image, mask in items:
     if not mask.any():
       continue
     others = [k for k, item in enumerate(items) if item[0] != g]
     for _ in range(config.pairs_per_image):
       pair = _pasted_pair(items, others, (image, mask), config.size, rng)
-      if pair is not None:
-        rows += [(*view, base, items[base][0], g) for view, base in pair]
-  if not rows:
+      for view, base in pair or ():
+        any_rows = True
+        yield (*view, base, items[base][0], g)
+  if not any_rows:
     raise BadValue("no pasted pair could be rendered (no image has an object mask)")
-  images, labels, source, own, pasted = zip(*rows)
-  return views.Views(np.stack(images), np.stack(labels), *(np.asarray(x, np.int32)
-                                                           for x in (source, own, pasted)))
 
 
 def _pasted_pair(items, others, donor, size, rng):
@@ -102,12 +106,10 @@ def _pasted_pair(items, others, donor, size, rng):
 def pasted_features(dataset, config, model, variables, cache_dir=""):
   """(Views of ``render_pasted``, float16 features) of a folder dataset, rendered and
   encoded once, then read from their own cache file beside the views' (same key rules)."""
-  from coseg_jax.data import folders  # pylint: disable=g-import-not-at-top
-  def render():
-    return render_pasted([folders.load_group(g) for g in dataset.groups], config)
   what = {"pasted_pairs": dataclasses.asdict(config)}
   path = view_cache.view_cache_path(dataset, what, model, variables, cache_dir)
-  return view_cache.cached_views(path, render, model, variables)
+  return view_cache.cached_views(path, view_cache.rows_of(dataset, pasted_rows, config),
+                                 model, variables)
 
 
 def join(first, second):

@@ -54,22 +54,36 @@ def view_cache_path(dataset, what, model, variables, cache_dir=""):
   return os.path.join(cache_dir or default_cache_dir(), f"views-{key}")
 
 
-def cached_views(path, render, model, variables):
-  """(Views, float16 features) of the cache folder ``path``, rendered, encoded and written
-  there first if it is not there yet.
+def cached_views(path, rows, model, variables):
+  """(Views, float16 features) of the cache folder ``path``; if it is not there yet, the
+  views ``rows()`` yields (as ``views.view_rows``) are encoded and written there first.
 
-  The views' labels and features are ``row_files.RowFile``s (read by rows from disk): the
-  features are written chunk by chunk as they are encoded, so neither building nor reading
-  the cache holds them all in memory. A cache of an earlier version (``<path>.npz``) is
-  rewritten as such a folder once.
+  The views' labels and features are ``row_files.RowFile``s (read by rows from disk). The
+  views are streamed: rendered once to count them, then again a chunk at a time into the
+  encoder, their features and labels written to disk as they come (rendering is < 0.5 %
+  of the time: docs/performance.md §4). So neither building nor reading the cache holds
+  the views' images or features in memory. A cache of an earlier version
+  (``<path>.npz``) is rewritten as such a folder once.
   """
   if not os.path.isdir(path):
     if os.path.isfile(path + ".npz"):
       _write_atomically(path, functools.partial(_from_npz, path + ".npz"))
       os.remove(path + ".npz")
     else:
-      _write_atomically(path, functools.partial(_encode_views, render(), model, variables))
+      _write_atomically(path, functools.partial(_encode_views, rows, model, variables))
   return read_cache(path)
+
+
+def rows_of(dataset, make_rows, config):
+  """A callable that returns ``make_rows(groups, config)`` of the dataset's groups (loaded
+  once, on the first call)."""
+  groups = []
+
+  def rows():
+    if not groups:
+      groups.extend(folders.load_group(g) for g in dataset.groups)
+    return make_rows(groups, config)
+  return rows
 
 
 def read_cache(path):
@@ -106,27 +120,33 @@ def _write_atomically(path, write):
     shutil.rmtree(partial, ignore_errors=True)
 
 
-def _encode_views(rendered, model, variables, folder):
-  for k in VIEW_FIELDS:
-    np.save(os.path.join(folder, k + ".npy"), getattr(rendered, k))
-  writers = []
+def _encode_views(rows, model, variables, folder):
+  count = sum(1 for _ in rows())
+  labels, indices, writers = [], [], []
 
-  def open_writers(rows):
+  def images():  # the views' images, their labels and indices written aside
+    for image, view_labels, *index in rows():
+      if not labels:
+        labels.append(row_files.RowWriter(os.path.join(folder, "labels.npy"),
+                                          (count,) + view_labels.shape, np.uint8))
+      labels[0].write(view_labels[None])
+      indices.append(index)
+      yield image
+
+  def open_writers(first):
     def writer(name, x):
       writers.append(row_files.RowWriter(os.path.join(folder, name + ".npy"),
-                                         (len(rendered.labels),) + x.shape[1:], np.float16))
+                                         (count,) + x.shape[1:], np.float16))
       return writers[-1]
-    return unsaved_features({k: writer(k, x) for k, x in saved_features(rows).items()})
+    return unsaved_features({k: writer(k, x) for k, x in saved_features(first).items()})
   # Encoded in float32 whatever the model's compute dtype: on the CPU, XLA's bfloat16
   # convolutions are slower than its float32 ones.
-  try:
-    encode_images(model.clone(dtype=jnp.float32), variables, rendered.images,
-                  desc="encode views", out=open_writers)
-  finally:
-    for w in writers:
-      w.file.close()
-  for w in writers:
+  encode_images(model.clone(dtype=jnp.float32), variables, images(), desc="encode views",
+                out=open_writers, count=count)
+  for w in labels + writers:
     w.close()  # checks that every row was written
+  for k, column in zip(VIEW_FIELDS[1:], np.asarray(indices, np.int32).reshape(-1, 3).T):
+    np.save(os.path.join(folder, k + ".npy"), column)
 
 
 def _from_npz(npz, folder):
@@ -144,10 +164,8 @@ def view_features(dataset, view_config, model, variables, cache_dir=""):
   the attention or decoder, so their ablations share one cache). Written atomically: a
   killed build leaves no partial cache. The views' ``images`` are not kept (None).
   """
-  def render():
-    return views.render([folders.load_group(g) for g in dataset.groups], view_config)
   path = view_cache_path(dataset, dataclasses.asdict(view_config), model, variables, cache_dir)
-  return cached_views(path, render, model, variables)
+  return cached_views(path, rows_of(dataset, views.view_rows, view_config), model, variables)
 
 
 VIEW_FIELDS = ("labels", "source", "own", "pasted")  # cached with the features (not the images)

@@ -106,22 +106,21 @@ def _items(groups):
           for image, mask in zip(group["images"], group["masks"])]
 
 
-class _Rows:
-  """``Views`` built a view at a time."""
-
-  def __init__(self):
-    self.rows = []
-
-  def add(self, image, labels, source, own, pasted):
-    self.rows.append((image, labels, source, own, pasted))
-
-  def views(self):
-    images, labels, *indices = zip(*self.rows)
-    return Views(np.stack(images), np.stack(labels), *(np.asarray(x, np.int32) for x in indices))
+def collect(rows):
+  """``Views`` of view rows (image, labels, source, own, pasted), as ``view_rows`` yields."""
+  images, labels, *indices = zip(*rows)
+  return Views(np.stack(images), np.stack(labels), *(np.asarray(x, np.int32) for x in indices))
 
 
 def render(groups, config):
-  """All views of ``groups`` (dicts with "images" and "masks", as ``folders.load_group``).
+  """All views of ``groups`` (dicts with "images" and "masks", as ``folders.load_group``),
+  in memory: ``collect(view_rows(groups, config))``."""
+  return collect(view_rows(groups, config))
+
+
+def view_rows(groups, config):
+  """Yields the views of ``groups`` one at a time, as (image uint8 [S, S, 3], labels uint8
+  [S, S], source, own, pasted): what the view cache streams into the encoder.
 
   Deterministic given ``config.seed``. Composites need at least two groups.
   """
@@ -130,20 +129,18 @@ def render(groups, config):
                    f"object comes from another group); got {len(groups)}")
   items = _items(groups)
   rng = np.random.default_rng(config.seed)
-  out = _Rows()
   donors = {g: [k for k, item in enumerate(items) if item[0] != g and item[2].any()]
             for g in range(len(groups))}
   for index, (g, image, mask) in enumerate(items):
     bases = _base_views(image, mask, rng, config)
     for view_image, view_mask in bases:
-      out.add(view_image, view_mask.astype(np.uint8) * OWN, index, g, NONE)
+      yield view_image, view_mask.astype(np.uint8) * OWN, index, g, NONE
     for _ in range(config.composites):
       donor = items[donors[g][rng.integers(len(donors[g]))]]
       base_image, base_mask = bases[rng.integers(len(bases))]
       pasted = paste(base_image, base_mask, *_mirror(donor[1], donor[2], rng), rng)
       if pasted is not None:
-        out.add(*pasted, index, g, donor[0])
-  return out.views()
+        yield (*pasted, index, g, donor[0])
 
 
 def targets(labels, own, pasted, other_own, other_pasted):
