@@ -3,11 +3,12 @@
   python -m bench.bench_encode                               # 64 views, 256 px, chunks of 16
   python -m bench.bench_encode --views 16 --size 512 --batch 8 --batches 4,8
 
-Today (``configs/cpu_frozen.py``) the recipe's ``view_cache.cached_views`` renders every
-view first (``views.render``: numpy/PIL), then ``feature_cache.encode_images`` encodes them
-with ``encode_chunks``: ``chunk_size`` (16) views at a time, the last chunk padded (one
-compiled shape), each chunk fetched to the host (``np.asarray``) before the next is
-dispatched. This script times, on N views of the real data (``--root``, random images
+The recipe's ``view_cache.cached_views`` (``configs/cpu_frozen.py``) streams the views
+(``views.view_rows``: numpy/PIL) into ``feature_cache.encode_images``: ``ENCODE_CHUNK`` (8,
+from this script) views at a time, the last chunk padded (one compiled shape), each chunk
+fetched to the host (``np.asarray``) and written to disk before the next is dispatched.
+The ``today`` variant below is the earlier way (every view rendered first, then
+``encode_chunks``); its encoder calls are the same. This script times, on N views of the real data (``--root``, random images
 without it) and the real VGG16 (``--weights``, random init without it):
 
 * ``render``: reading the images and ``views.render`` (seconds per view);
