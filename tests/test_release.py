@@ -143,6 +143,17 @@ def test_a_skip_model_travels_with_its_skip(frozen_run, tmp_path, skip, cells):
   assert not (tmp_path / "bad.npz").exists()
 
 
+def test_a_cue_model_travels_with_its_cue_and_the_card_says_so(frozen_run, tmp_path):
+  config = recipe.add_config(runs.load_run(workdir=frozen_run)[0])
+  config.model.skip, config.model.cue = "pool3", "correlation"
+  run = save_random_run(tmp_path / "run", config)
+  out, card = release_app.release_run(run, tmp_path / "model.npz", log=lambda _: None)
+  _, model, variables = runs.load_run(checkpoint=out)
+  assert model.cue == "correlation" and "correlation" in variables["params"]
+  assert "with the correspondence cue (`model.cue='correlation'`" in card.read_text()
+  assert_same_variables(variables, runs.load_run(workdir=run)[2])
+
+
 def test_the_card_says_how_segment_treats_the_maps():
   ungated = release_app.segment_defaults({"eval": {"threshold": "0.5"}})
   assert "`--threshold=0.5`" in ungated and "`--partner_gate` keeps" in ungated

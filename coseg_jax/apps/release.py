@@ -95,6 +95,13 @@ def release_run(checkpoint, out, vgg16_weights=None, reports=(), log=print, thre
   return out, card
 
 
+def _cue(config):
+  if not config["model"].get("cue"):
+    return ""
+  return (f" with the correspondence cue (`model.cue={config['model']['cue']!r}`: where each "
+          "photo matches the others, docs/model.md)")
+
+
 def read_report(path):
   try:
     with open(path) as f:
@@ -109,7 +116,7 @@ def model_card(path, meta, reports):
   data = config["data"]
   lines = [f"# {path.name}", "",
            f"A co-segmentation model of coseg_jax ({release.FORMAT}): "
-           f"`{config['model']['attention']}` attention, {data['image_size']} x "
+           f"`{config['model']['attention']}` attention{_cue(config)}, {data['image_size']} x "
            f"{data['image_size']} input, trained {meta['step']} steps "
            f"(`configs/cpu_frozen.py`-style run `{pathlib.Path(meta['run']).name}`).", "",
            "```bash",
