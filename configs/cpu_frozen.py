@@ -23,6 +23,14 @@ The recipe's own keys (``data.views.*``, ``eval.partner_gate``) come from
   ("adaptive"), which cuts away part of an object that fills half the photo: chosen on
   one fold (+4.0), even on the other (-0.1; docs/results.md §6). A fixed 0.15, best on
   one fold, lost on the other (§5).
+* ``model.cue="correlation"``: for each pool5 location, how well it matches the
+  partner's foreground prototypes, beside the attended features at the decoder's input
+  (``coseg_jax.models.correspondence``);
+* ``data.views.pasted_pairs`` / ``pasted`` / ``lacking``: 20 % of the training pairs share
+  only one object pasted into two unrelated photos, 10 % pair a photo with a partner that
+  lacks its class (``coseg_jax.proj.real_photos.pairs``). With the cue, chosen on fold A
+  (+6.6 gated over the recipe without them, trained the same day), confirmed on fold B
+  (+11.1 over its last run; docs/results.md §8);
 * ``eval.partner_gate``: the partner gate (``coseg_jax.proj.real_photos.partner_gate``, no
   weights) on the model's maps in ``coseg-segment`` and ``eval.py``'s default modes; it
   raised both folds and the distractor test's partner effect (docs/results.md §5).
@@ -51,6 +59,7 @@ def get_config():
   config.model.dropout_rate = 0.2
   config.model.dtype = "float32"
   config.model.skip = "pool3"
+  config.model.cue = "correlation"
   config.init.vgg16_weights = ""  # set: a torchvision VGG16 .pth or ported .npz
   config.data.dataset = "folder"
   config.data.root = ""  # set: e.g. ../shared/data/pascal_voc10_coseg
@@ -62,6 +71,9 @@ def get_config():
   config.data.views.crops = 2
   config.data.views.composites = 2
   config.data.views.negatives = 0.1
+  config.data.views.pasted_pairs = 1
+  config.data.views.pasted = 0.2
+  config.data.views.lacking = 0.1
   config.train.freeze_encoder = True
   config.train.cache_features = True
   config.train.num_steps = 600

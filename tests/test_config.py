@@ -159,6 +159,9 @@ def old_run_config():
   config = load("cpu_frozen")
   config.data.root, config.init.vgg16_weights = OLD_ROOT, OLD_WEIGHTS
   config.model.skip, config.eval.threshold, config.eval.partner_gate = "", "0.5", False
+  config.model.cue = ""
+  views = config.data.views
+  views.pasted_pairs, views.pasted, views.lacking = 0, 0.0, 0.0
   return config
 
 
