@@ -220,6 +220,37 @@ def test_a_build_that_fails_midway_leaves_no_cache_and_the_next_run_builds_it(tm
   assert len(list((tmp_path / "cache").iterdir())) == 1 and np.isfinite(features[:]).all()
 
 
+@pytest.mark.slow
+def test_the_views_are_streamed_through_the_encoder_not_held(tmp_path, monkeypatch):
+  """While the cache is built, no more than a chunk of views is ever rendered ahead of the
+  features written to disk (the first pass only counts them)."""
+  root = write_folder_dataset(tmp_path / "data")
+  config = views_config(root, tmp_path / "cache")
+  model = train_lib.models.build(config.model)
+  variables = {"params": train_lib.create_state(config, model, jax.random.key(0)).params}
+  dataset, view_config = folders.scan(root), views.ViewConfig(size=64, crops=1, composites=1)
+  written, ahead, passes = [0], [], []
+  write = row_files.RowWriter.write
+
+  def counted_write(self, rows):
+    if self.path.endswith("features.npy"):
+      written[0] += len(rows)
+    write(self, rows)
+  monkeypatch.setattr(row_files.RowWriter, "write", counted_write)
+
+  def rows():
+    passes.append(1)
+    for k, row in enumerate(views.view_rows([folders.load_group(g) for g in dataset.groups],
+                                            view_config)):
+      if len(passes) == 2:
+        ahead.append(k - written[0])
+      yield row
+  _, features = view_cache.cached_views(str(tmp_path / "cache" / "views-test"), rows, model,
+                                        variables)
+  assert len(passes) == 2 and len(ahead) == len(features) > 2 * feature_cache.ENCODE_CHUNK
+  assert 0 <= max(ahead) <= feature_cache.ENCODE_CHUNK
+
+
 def _fail_second_write(write, calls, rows):
   calls.append(rows)
   if len(calls) > 1:
