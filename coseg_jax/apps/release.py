@@ -32,7 +32,7 @@ LIMITS = (
     "Trained on 10 (or fewer) PASCAL classes of the VOC10 co-segmentation set: a few hundred "
     "photos. Objects of classes it never saw are found less well: the recipe scored 56 and "
     "51 (class-average Jaccard, partner gate) on five PASCAL classes held out of training, "
-    "against 85 on MSRC cows, a training class (docs/results.md §8).",
+    "against 86 on MSRC cows, a training class (docs/results.md §8).",
     "A photo that shares nothing with its group still gets a mask (its most salient part), "
     "and without the partner gate the model barely follows the other photos (the "
     "distractor test's partner effect is 1–4 of 100).",
@@ -54,8 +54,8 @@ def resolution_limit(config):
   cap = (f"; even a perfect decision per cell scores about {oracle} Jaccard on VOC10 "
          "(docs/results.md, the cell oracle)") if oracle else ""
   return (f"It decides on {where}, {cells} x {cells} at {config['data']['image_size']} px: "
-          "masks are rounded at object edges, and thin or cluttered objects (bicycles, "
-          f"chairs) are mostly missed{cap}.")
+          "masks are rounded at object edges, and thin or cluttered objects (chairs, "
+          f"bicycles) are found only in part{cap}.")
 
 
 def define(fv):
