@@ -41,7 +41,34 @@ class RowWriter:
       raise BadValue(f"{self.path}: {self.rows} rows written of {self.shape[0]}")
 
 
-class RowFile:
+class _Rows:
+  """Read by rows: ``x[i]``, ``x[[i, j, ...]]``, ``x[a:b]``. Subclasses set ``shape`` and
+  ``dtype`` and read the rows of a flat array of in-range indices (``_read``)."""
+
+  def __len__(self):
+    return self.shape[0]
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      index = np.arange(len(self))[index]
+    index = np.asarray(index)
+    if not index.size:
+      index = index.astype(np.intp)
+    if not np.issubdtype(index.dtype, np.integer):
+      raise TypeError(f"rows of {self} are read by integer indices or a slice")
+    flat = np.where(index < 0, index + len(self), index).ravel()
+    if flat.size and (flat.min() < 0 or flat.max() >= len(self)):
+      raise IndexError(f"row index out of range for {self} with {len(self)} rows")
+    return self._read(flat).reshape(index.shape + self.shape[1:])
+
+  def __array__(self, dtype=None, copy=None):
+    """All rows in memory (for small files and tests)."""
+    del copy
+    out = self[:]
+    return out if dtype is None else out.astype(dtype)
+
+
+class RowFile(_Rows):
   """An ``.npy`` file (C order) read by rows: ``f[i]``, ``f[[i, j, ...]]``, ``f[a:b]``."""
 
   def __init__(self, path):
@@ -65,33 +92,17 @@ class RowFile:
                      f"for {self.shape} {self.dtype} (truncated?)")
     self.fd = os.open(self.path, os.O_RDONLY)
 
-  def __len__(self):
-    return self.shape[0]
+  def __str__(self):
+    return self.path
 
-  def __getitem__(self, index):
-    if isinstance(index, slice):
-      index = np.arange(len(self))[index]
-    index = np.asarray(index)
-    if not index.size:
-      index = index.astype(np.intp)
-    if not np.issubdtype(index.dtype, np.integer):
-      raise TypeError(f"rows of {self.path} are read by integer indices or a slice")
-    flat = np.where(index < 0, index + len(self), index).ravel()
-    if flat.size and (flat.min() < 0 or flat.max() >= len(self)):
-      raise IndexError(f"row index out of range for {self.path} with {len(self)} rows")
+  def _read(self, flat):
     out = np.empty((flat.size,) + self.shape[1:], self.dtype)
     buffer = out.reshape(flat.size, self.row_bytes // self.dtype.itemsize).view(np.uint8)
     for k, row in enumerate(flat):
       if os.preadv(self.fd, [buffer[k]], self.offset + int(row) * self.row_bytes) \
           != self.row_bytes:
         raise BadValue(f"{self.path}: row {row} could not be read (truncated?)")
-    return out.reshape(index.shape + self.shape[1:])
-
-  def __array__(self, dtype=None, copy=None):
-    """All rows in memory (for small files and tests)."""
-    del copy
-    out = self[:]
-    return out if dtype is None else out.astype(dtype)
+    return out
 
   def close(self):
     if self.fd is not None:
@@ -102,7 +113,7 @@ class RowFile:
     self.close()
 
 
-class Stacked:
+class Stacked(_Rows):
   """Row arrays (``RowFile`` or numpy) one after the other, read by rows like one array
   without being copied into one."""
 
@@ -115,24 +126,13 @@ class Stacked:
     self.shape = (int(self.starts[-1]),) + tuple(parts[0].shape[1:])
     self.dtype = np.dtype(parts[0].dtype)
 
-  def __len__(self):
-    return self.shape[0]
+  def __str__(self):
+    return f"{len(self.parts)} stacked arrays"
 
-  def __getitem__(self, index):
-    if isinstance(index, slice):
-      index = np.arange(len(self))[index]
-    index = np.asarray(index)
-    flat = np.where(index < 0, index + len(self), index).ravel()
-    if flat.size and (flat.min() < 0 or flat.max() >= len(self)):
-      raise IndexError(f"row index out of range for {len(self)} stacked rows")
+  def _read(self, flat):
     part = np.searchsorted(self.starts, flat, side="right") - 1
     out = np.empty((flat.size,) + self.shape[1:], self.dtype)
     for p in np.unique(part):
       chosen = part == p
       out[chosen] = self.parts[p][flat[chosen] - self.starts[p]]
-    return out.reshape(index.shape + self.shape[1:])
-
-  def __array__(self, dtype=None, copy=None):
-    del copy
-    out = self[:]
-    return out if dtype is None else out.astype(dtype)
+    return out
