@@ -172,23 +172,27 @@ def test_view_features_are_cached_on_disk(tmp_path):
   assert len(list((tmp_path / "cache").iterdir())) == 2  # other views: another cache
 
 
-@pytest.mark.slow
-def test_a_cache_of_the_npz_version_is_rewritten_as_a_folder_not_encoded_again(tmp_path,
-                                                                              monkeypatch):
+def cache_setup(tmp_path):
+  """(dataset, view config, model, variables, cache folder) of a small folder dataset."""
   root = write_folder_dataset(tmp_path / "data")
   config = views_config(root, tmp_path / "cache")
   model = train_lib.models.build(config.model)
   variables = {"params": train_lib.create_state(config, model, jax.random.key(0)).params}
-  dataset, view_config = folders.scan(root), views.ViewConfig(size=64, crops=1, composites=1)
-  built, features = view_cache.view_features(dataset, view_config, model, variables,
-                                             config.data.views.cache_dir)
+  view_config = views.ViewConfig(size=64, crops=1, composites=1)
+  return folders.scan(root), view_config, model, variables, config.data.views.cache_dir
+
+
+@pytest.mark.slow
+def test_a_cache_of_the_npz_version_is_rewritten_as_a_folder_not_encoded_again(tmp_path,
+                                                                              monkeypatch):
+  dataset, view_config, model, variables, cache = cache_setup(tmp_path)
+  built, features = view_cache.view_features(dataset, view_config, model, variables, cache)
   folder = next((tmp_path / "cache").iterdir())
   np.savez(f"{folder}.npz", features=np.asarray(features), labels=np.asarray(built.labels),
            **{k: getattr(built, k) for k in ("source", "own", "pasted")})
   shutil.rmtree(folder)
   monkeypatch.setattr(view_cache, "encode_images", None)  # encoding would fail
-  read, again = view_cache.view_features(dataset, view_config, model, variables,
-                                         config.data.views.cache_dir)
+  read, again = view_cache.view_features(dataset, view_config, model, variables, cache)
   assert [p.name for p in (tmp_path / "cache").iterdir()] == [folder.name]  # .npz removed
   np.testing.assert_array_equal(again, features)
   np.testing.assert_array_equal(read.labels, built.labels)
@@ -197,11 +201,7 @@ def test_a_cache_of_the_npz_version_is_rewritten_as_a_folder_not_encoded_again(t
 @pytest.mark.slow
 def test_a_build_that_fails_midway_leaves_no_cache_and_the_next_run_builds_it(tmp_path,
                                                                               monkeypatch):
-  root = write_folder_dataset(tmp_path / "data")
-  config = views_config(root, tmp_path / "cache")
-  model = train_lib.models.build(config.model)
-  variables = {"params": train_lib.create_state(config, model, jax.random.key(0)).params}
-  dataset, view_config = folders.scan(root), views.ViewConfig(size=64, crops=1, composites=1)
+  dataset, view_config, model, variables, cache = cache_setup(tmp_path)
   encode = feature_cache.encode_images
 
   def full_disk_after_one_chunk(*args, out, **kwargs):
@@ -212,11 +212,10 @@ def test_a_build_that_fails_midway_leaves_no_cache_and_the_next_run_builds_it(tm
     return encode(*args, out=writers, chunk_size=2, **kwargs)
   monkeypatch.setattr(view_cache, "encode_images", full_disk_after_one_chunk)
   with pytest.raises(OSError, match="No space left"):
-    view_cache.view_features(dataset, view_config, model, variables, config.data.views.cache_dir)
+    view_cache.view_features(dataset, view_config, model, variables, cache)
   assert not list((tmp_path / "cache").iterdir())  # no partial folder
   monkeypatch.setattr(view_cache, "encode_images", encode)
-  _, features = view_cache.view_features(dataset, view_config, model, variables,
-                                         config.data.views.cache_dir)
+  _, features = view_cache.view_features(dataset, view_config, model, variables, cache)
   assert len(list((tmp_path / "cache").iterdir())) == 1 and np.isfinite(features[:]).all()
 
 
@@ -224,11 +223,7 @@ def test_a_build_that_fails_midway_leaves_no_cache_and_the_next_run_builds_it(tm
 def test_the_views_are_streamed_through_the_encoder_not_held(tmp_path, monkeypatch):
   """While the cache is built, no more than a chunk of views is ever rendered ahead of the
   features written to disk (the first pass only counts them)."""
-  root = write_folder_dataset(tmp_path / "data")
-  config = views_config(root, tmp_path / "cache")
-  model = train_lib.models.build(config.model)
-  variables = {"params": train_lib.create_state(config, model, jax.random.key(0)).params}
-  dataset, view_config = folders.scan(root), views.ViewConfig(size=64, crops=1, composites=1)
+  dataset, view_config, model, variables, cache = cache_setup(tmp_path)
   written, ahead, passes = [0], [], []
   write = row_files.RowWriter.write
 
@@ -245,7 +240,7 @@ def test_the_views_are_streamed_through_the_encoder_not_held(tmp_path, monkeypat
       if len(passes) == 2:
         ahead.append(k - written[0])
       yield row
-  _, features = view_cache.cached_views(str(tmp_path / "cache" / "views-test"), rows, model,
+  _, features = view_cache.cached_views(os.path.join(cache, "views-test"), rows, model,
                                         variables)
   assert len(passes) == 2 and len(ahead) == len(features) > 2 * feature_cache.ENCODE_CHUNK
   assert 0 <= max(ahead) <= feature_cache.ENCODE_CHUNK
