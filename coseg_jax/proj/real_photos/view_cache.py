@@ -91,7 +91,7 @@ def read_cache(path):
   arrays = {}
   for name in sorted(os.listdir(path)):
     key = name.removesuffix(".npy")
-    if key in ("labels",) or key.startswith("features"):
+    if key == "labels" or key.startswith("features"):
       arrays[key] = row_files.RowFile(os.path.join(path, name))
     else:
       arrays[key] = np.load(os.path.join(path, name))
